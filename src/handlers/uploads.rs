@@ -1,0 +1,392 @@
+//! Blob uploads: monolithic, chunked and streamed, and cross-repository mounts
+//! (end-4a, end-4b, end-4c, end-5, end-6, end-11, end-13, end-14).
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Response, StatusCode, header};
+
+use super::{Reply, content_length, digest, repo, store_err};
+use crate::body::Body;
+use crate::digest::{Algorithm, Checked, Digest, Hasher};
+use crate::error::{Code, RegistryError};
+use crate::keys;
+use crate::names::RepoName;
+use crate::query::Query;
+use crate::range;
+use crate::registry::{Registry, Result};
+use crate::session::Session;
+use crate::storage::{PutMode, Storage, StorageError, Version};
+
+fn created(name: &RepoName, d: &Digest) -> Response<Body> {
+    Reply::new(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/{d}"))
+        .header("docker-content-digest", d.to_string())
+        .empty()
+}
+
+fn progress(status: StatusCode, name: &RepoName, id: &str, offset: u64) -> Reply {
+    Reply::new(status)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}"))
+        .header(header::RANGE, range::upload_progress(offset))
+        .header("docker-upload-uuid", id)
+}
+
+fn unknown_upload() -> RegistryError {
+    RegistryError::new(Code::BlobUploadUnknown, "upload unknown to registry")
+}
+
+/// Ids are ours, but arrive in paths: anything not of our alphabet cannot be one.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+impl<S: Storage> Registry<S> {
+    /// end-4a, end-4b, end-4c, end-11: POST `/v2/<name>/blobs/uploads/`.
+    pub(crate) async fn upload_post(
+        &self,
+        name: &str,
+        req: &Parts,
+        body: Body,
+    ) -> Result<Response<Body>> {
+        let name = repo(name)?;
+        self.writable(&name)?;
+        let q = Query::parse(req.uri.query());
+        if let Some(m) = q.get("mount") {
+            let d = digest(m)?;
+            let from = q
+                .get("from")
+                .filter(|f| !f.is_empty())
+                .map(repo)
+                .transpose()?;
+            if self.mount(&name, &d, from.as_ref()).await? {
+                return Ok(created(&name, &d));
+            }
+        } else if let Some(d) = q.get("digest") {
+            let d = digest(d)?;
+            let len = content_length(req)?;
+            self.put_blob(&name, &d, body, len).await?;
+            return Ok(created(&name, &d));
+        }
+        let (algorithm, fixed) = match q.get("digest-algorithm") {
+            Some(a) => (
+                a.parse::<Algorithm>()
+                    .map_err(|e| RegistryError::new(Code::DigestInvalid, e.to_string()))?,
+                true,
+            ),
+            None => (Algorithm::Sha256, false),
+        };
+        let id = self.env.new_id();
+        let state = self.store.upload_start(&id).await.map_err(store_err)?;
+        let session = Session::new(name.as_str(), algorithm, fixed, self.env.now(), state);
+        self.save_session(&id, &session, PutMode::Create).await?;
+        let mut reply = progress(StatusCode::ACCEPTED, &name, &id, 0);
+        if let Some(min) = self.config.chunk_min_length {
+            reply = reply.header("oci-chunk-min-length", min.to_string());
+        }
+        Ok(reply.empty())
+    }
+
+    /// A whole blob in one request: verified while it streams into the store.
+    async fn put_blob(
+        &self,
+        name: &RepoName,
+        d: &Digest,
+        body: Body,
+        len: Option<u64>,
+    ) -> Result<()> {
+        let body = match body {
+            // The adapter's own stream: the store verifies it by the platform's means.
+            Body::Foreign(f) => Body::Foreign(f),
+            other => Body::stream(Checked::digest(other.into_stream(), d.clone(), len)),
+        };
+        self.store.blob_put(d, body).await.map_err(store_err)?;
+        self.link_blob(name, d).await
+    }
+
+    /// end-11: link a blob that exists in `from` (or, with no `from`, anywhere).
+    async fn mount(&self, name: &RepoName, d: &Digest, from: Option<&RepoName>) -> Result<bool> {
+        if let Some(from) = from {
+            if !self.has_blob(from, d).await? {
+                return Ok(false);
+            }
+        }
+        match self.store.blob_size(d).await {
+            Ok(_) => {}
+            Err(StorageError::NotFound) => return Ok(false),
+            Err(e) => return Err(store_err(e)),
+        }
+        self.link_blob(name, d).await?;
+        Ok(true)
+    }
+
+    async fn load_session(&self, name: &RepoName, id: &str) -> Result<(Session, Version)> {
+        if !valid_id(id) {
+            return Err(unknown_upload());
+        }
+        let stored = match self.store.meta_get(&keys::upload(id)).await {
+            Ok(s) => s,
+            Err(StorageError::NotFound) => return Err(unknown_upload()),
+            Err(e) => return Err(store_err(e)),
+        };
+        let session: Session =
+            serde_json::from_slice(&stored.value).map_err(RegistryError::internal)?;
+        if session.name != name.as_str() {
+            return Err(unknown_upload());
+        }
+        if session.expired(self.env.now(), self.config.upload_expiry) {
+            self.drop_session(id, &session).await?;
+            return Err(unknown_upload());
+        }
+        Ok((session, stored.version))
+    }
+
+    async fn save_session(&self, id: &str, session: &Session, mode: PutMode) -> Result<()> {
+        let json = serde_json::to_vec(session).map_err(RegistryError::internal)?;
+        match self
+            .store
+            .meta_put(&keys::upload(id), Bytes::from(json), mode)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StorageError::Precondition) => Err(RegistryError::new(
+                Code::BlobUploadInvalid,
+                "the upload changed during this request",
+            )
+            .with_status(StatusCode::CONFLICT)),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    async fn drop_session(&self, id: &str, session: &Session) -> Result<()> {
+        self.store
+            .upload_abort(id, &session.store)
+            .await
+            .map_err(store_err)?;
+        match self.store.meta_delete(&keys::upload(id)).await {
+            Ok(()) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    /// Check a chunk's `Content-Range` and `Content-Length` against the session; the number of
+    /// bytes the body must hold, if known.
+    fn chunk_len(
+        &self,
+        req: &Parts,
+        name: &RepoName,
+        id: &str,
+        session: &Session,
+    ) -> Result<Option<u64>> {
+        let len = content_length(req)?;
+        let Some(cr) = super::header(req, header::CONTENT_RANGE) else {
+            return Ok(len);
+        };
+        let r = range::parse_chunk_range(cr).ok_or_else(|| {
+            RegistryError::new(Code::BlobUploadInvalid, "malformed Content-Range")
+        })?;
+        if r.start != session.offset {
+            let mut e = RegistryError::new(
+                Code::BlobUploadInvalid,
+                format!(
+                    "chunk starts at {}, the upload is at {}",
+                    r.start, session.offset
+                ),
+            )
+            .with_status(StatusCode::RANGE_NOT_SATISFIABLE);
+            for (k, v) in progress(StatusCode::OK, name, id, session.offset)
+                .empty()
+                .headers()
+            {
+                if k != header::CONTENT_LENGTH {
+                    e = e.with_header(k.clone(), v.clone());
+                }
+            }
+            return Err(e);
+        }
+        if len.is_some_and(|l| l != r.len()) {
+            return Err(RegistryError::new(
+                Code::SizeInvalid,
+                "Content-Length does not match Content-Range",
+            ));
+        }
+        Ok(Some(r.len()))
+    }
+
+    /// Stream a chunk into the upload, hashing it on the way.
+    async fn append(
+        &self,
+        id: &str,
+        session: &mut Session,
+        body: Body,
+        len: Option<u64>,
+    ) -> Result<()> {
+        if len == Some(0) || matches!(body, Body::Empty) {
+            return Ok(());
+        }
+        let hasher = session
+            .hasher()
+            .ok_or_else(|| RegistryError::internal("unreadable hash state"))?;
+        let slot = Arc::new(Mutex::new(Some(hasher)));
+        let chunk = Body::stream(Checked::feeding(body.into_stream(), slot.clone(), len));
+        let new_len = self
+            .store
+            .upload_append(id, &mut session.store, session.offset, chunk)
+            .await
+            .map_err(|e| match e {
+                StorageError::NotFound => unknown_upload(),
+                e => store_err(e),
+            })?;
+        let hasher = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        session.hash = hasher
+            .ok_or_else(|| RegistryError::internal("hash state lost"))?
+            .save();
+        session.offset = new_len;
+        session.touched = self.env.now();
+        Ok(())
+    }
+
+    fn claim_upload(&self, id: &str) -> Result<crate::registry::Busy<'_>> {
+        self.claim(id).ok_or_else(|| {
+            RegistryError::new(
+                Code::BlobUploadInvalid,
+                "another request is writing to this upload",
+            )
+            .with_status(StatusCode::CONFLICT)
+        })
+    }
+
+    /// end-13: GET `/v2/<name>/blobs/uploads/<id>`.
+    pub(crate) async fn upload_status(&self, name: &str, id: &str) -> Result<Response<Body>> {
+        let name = repo(name)?;
+        let (session, _) = self.load_session(&name, id).await?;
+        Ok(progress(StatusCode::NO_CONTENT, &name, id, session.offset).empty())
+    }
+
+    /// end-5: PATCH a chunk (with `Content-Range`) or the whole stream (without).
+    pub(crate) async fn upload_patch(
+        &self,
+        name: &str,
+        id: &str,
+        req: &Parts,
+        body: Body,
+    ) -> Result<Response<Body>> {
+        let name = repo(name)?;
+        self.writable(&name)?;
+        let _busy = self.claim_upload(id)?;
+        let (mut session, version) = self.load_session(&name, id).await?;
+        let len = self.chunk_len(req, &name, id, &session)?;
+        self.append(id, &mut session, body, len).await?;
+        session.touched = self.env.now();
+        self.save_session(id, &session, PutMode::Update(version))
+            .await?;
+        Ok(progress(StatusCode::ACCEPTED, &name, id, session.offset).empty())
+    }
+
+    /// end-6: PUT `<location>?digest=<digest>`, with an optional last chunk.
+    pub(crate) async fn upload_put(
+        &self,
+        name: &str,
+        id: &str,
+        req: &Parts,
+        body: Body,
+    ) -> Result<Response<Body>> {
+        let name = repo(name)?;
+        self.writable(&name)?;
+        let _busy = self.claim_upload(id)?;
+        let (mut session, _) = self.load_session(&name, id).await?;
+        let q = Query::parse(req.uri.query());
+        let d = q
+            .get("digest")
+            .ok_or_else(|| {
+                RegistryError::new(Code::DigestInvalid, "the closing PUT needs ?digest=")
+            })
+            .and_then(digest)?;
+        let hashed = session.hasher().map(|h| h.algorithm());
+        if hashed != Some(d.algorithm()) {
+            if session.offset > 0 || session.algorithm_fixed {
+                return Err(RegistryError::new(
+                    Code::DigestInvalid,
+                    format!(
+                        "this upload is hashed with {}; start it with ?digest-algorithm={}",
+                        hashed.map_or("?", |a| a.as_str()),
+                        d.algorithm()
+                    ),
+                ));
+            }
+            session.hash = Hasher::new(d.algorithm()).save();
+        }
+        let len = self.chunk_len(req, &name, id, &session)?;
+        self.append(id, &mut session, body, len).await?;
+        let actual = session
+            .hasher()
+            .ok_or_else(|| RegistryError::internal("unreadable hash state"))?
+            .finish();
+        if actual != d {
+            self.drop_session(id, &session).await?;
+            return Err(RegistryError::new(
+                Code::DigestInvalid,
+                format!("content digest {actual} does not match {d}"),
+            ));
+        }
+        self.store
+            .upload_finish(id, &session.store, &d, session.offset)
+            .await
+            .map_err(store_err)?;
+        self.link_blob(&name, &d).await?;
+        match self.store.meta_delete(&keys::upload(id)).await {
+            Ok(()) | Err(StorageError::NotFound) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        Ok(created(&name, &d))
+    }
+
+    /// end-14: DELETE `<location>` cancels the upload.
+    pub(crate) async fn upload_cancel(&self, name: &str, id: &str) -> Result<Response<Body>> {
+        let name = repo(name)?;
+        let _busy = self.claim_upload(id)?;
+        let (session, _) = self.load_session(&name, id).await?;
+        self.drop_session(id, &session).await?;
+        Ok(Reply::new(StatusCode::NO_CONTENT).empty())
+    }
+
+    /// Drop upload sessions idle for longer than the configured expiry, with their bytes.
+    /// Returns how many were dropped. Adapters call it now and then.
+    pub async fn purge_uploads(&self) -> Result<usize, StorageError> {
+        let now = self.env.now();
+        let ids = self
+            .store
+            .meta_list(keys::UPLOADS, Default::default())
+            .await?;
+        let mut dropped = 0;
+        for id in ids {
+            let Some(_busy) = self.claim(&id) else {
+                continue;
+            };
+            let stored = match self.store.meta_get(&keys::upload(&id)).await {
+                Ok(s) => s,
+                Err(StorageError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let session: Option<Session> = serde_json::from_slice(&stored.value).ok();
+            let expired = session
+                .as_ref()
+                .is_none_or(|s| s.expired(now, self.config.upload_expiry));
+            if expired {
+                let state = session.map(|s| s.store).unwrap_or_default();
+                self.store.upload_abort(&id, &state).await?;
+                match self.store.meta_delete(&keys::upload(&id)).await {
+                    Ok(()) | Err(StorageError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+}
