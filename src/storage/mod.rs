@@ -8,7 +8,7 @@
 //!   entries, upload sessions) whose layout is the core's ([`crate::keys`]), with conditional
 //!   writes and ordered listing.
 //!
-//! Every store runs the same contract suite ([`contract`], feature `contract`).
+//! Every store runs the same contract suite ([`contract`]).
 
 use std::fmt;
 use std::future::Future;
@@ -21,7 +21,6 @@ use crate::digest::Digest;
 use crate::names::RepoName;
 use crate::{MaybeSend, MaybeSync};
 
-#[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod memory;
 
