@@ -1,3 +1,5 @@
 //! One integration-test binary: modules by subject.
 
 mod core;
+mod lists;
+mod manifests;
