@@ -42,3 +42,125 @@ impl Session {
         now.saturating_sub(self.touched) > expiry
     }
 }
+
+/// Why a chunk does not fit the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkError {
+    /// `Content-Range` is not `<first>-<last>`.
+    Malformed,
+    /// The chunk does not start where the upload ends (416).
+    WrongOffset { start: u64 },
+    /// `Content-Length` disagrees with `Content-Range`.
+    LengthMismatch,
+}
+
+/// The length a chunk must have, if the request says: from `Content-Range` (which must start
+/// at `offset`) and `Content-Length` (which must agree with it).
+pub fn chunk_length(
+    offset: u64,
+    content_range: Option<&str>,
+    content_length: Option<u64>,
+) -> Result<Option<u64>, ChunkError> {
+    let Some(cr) = content_range else {
+        return Ok(content_length);
+    };
+    let r = crate::range::parse_chunk_range(cr).ok_or(ChunkError::Malformed)?;
+    if r.start != offset {
+        return Err(ChunkError::WrongOffset { start: r.start });
+    }
+    if content_length.is_some_and(|l| l != r.len()) {
+        return Err(ChunkError::LengthMismatch);
+    }
+    Ok(Some(r.len()))
+}
+
+impl Session {
+    /// The hasher that closes the upload with a digest of `algorithm`: the running one, or, if
+    /// nothing was received and the client did not fix the algorithm, a fresh one of the
+    /// digest's algorithm. `None` when the bytes were hashed with another algorithm.
+    pub fn closing_hasher(&self, algorithm: Algorithm) -> Option<Hasher> {
+        let running = self.hasher()?;
+        if running.algorithm() == algorithm {
+            Some(running)
+        } else if self.offset == 0 && !self.algorithm_fixed {
+            Some(Hasher::new(algorithm))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_lengths() {
+        use ChunkError::*;
+        let cases: &[(
+            u64,
+            Option<&str>,
+            Option<u64>,
+            Result<Option<u64>, ChunkError>,
+        )] = &[
+            (0, None, None, Ok(None)),
+            (0, None, Some(10), Ok(Some(10))),
+            (0, Some("0-9"), None, Ok(Some(10))),
+            (0, Some("0-9"), Some(10), Ok(Some(10))),
+            (10, Some("10-10"), Some(1), Ok(Some(1))),
+            (10, Some("0-9"), None, Err(WrongOffset { start: 0 })),
+            (10, Some("11-20"), None, Err(WrongOffset { start: 11 })),
+            (0, Some("0-9"), Some(9), Err(LengthMismatch)),
+            (0, Some("9-0"), None, Err(Malformed)),
+            (0, Some("junk"), None, Err(Malformed)),
+        ];
+        for (offset, cr, cl, want) in cases {
+            assert_eq!(
+                chunk_length(*offset, *cr, *cl),
+                *want,
+                "{offset} {cr:?} {cl:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn closing_algorithm() {
+        let fresh = Session::new("a", Algorithm::Sha256, false, 0, String::new());
+        assert_eq!(
+            fresh
+                .closing_hasher(Algorithm::Sha256)
+                .map(|h| h.algorithm()),
+            Some(Algorithm::Sha256)
+        );
+        assert_eq!(
+            fresh
+                .closing_hasher(Algorithm::Sha512)
+                .map(|h| h.algorithm()),
+            Some(Algorithm::Sha512)
+        );
+        let started = Session {
+            offset: 3,
+            ..fresh.clone()
+        };
+        assert!(started.closing_hasher(Algorithm::Sha512).is_none());
+        let fixed = Session::new("a", Algorithm::Sha512, true, 0, String::new());
+        assert!(fixed.closing_hasher(Algorithm::Sha256).is_none());
+        assert!(fixed.closing_hasher(Algorithm::Sha512).is_some());
+        let corrupt = Session {
+            hash: "garbage".into(),
+            ..fresh
+        };
+        assert!(corrupt.closing_hasher(Algorithm::Sha256).is_none());
+    }
+
+    #[test]
+    fn expiry() {
+        let s = Session::new("a", Algorithm::Sha256, false, 100, String::new());
+        assert!(!s.expired(160, 60));
+        assert!(s.expired(161, 60));
+        assert!(
+            !s.expired(50, 60),
+            "a clock that went backwards does not expire sessions"
+        );
+    }
+}
