@@ -22,6 +22,7 @@ impl<T: Stream<Item = io::Result<Bytes>> + MaybeSend + ?Sized> ByteSource for T 
 pub type ByteStream = Pin<Box<dyn ByteSource>>;
 
 /// A body owned by a platform adapter, passed through the core without copying.
+#[allow(clippy::len_without_is_empty)] // an unknown length is not "empty"
 pub trait ForeignBody: MaybeSend + 'static {
     /// Its length, when known.
     fn len(&self) -> Option<u64>;
@@ -31,17 +32,13 @@ pub trait ForeignBody: MaybeSend + 'static {
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 
+#[derive(Default)]
 pub enum Body {
+    #[default]
     Empty,
     Full(Bytes),
     Stream(ByteStream),
     Foreign(Box<dyn ForeignBody>),
-}
-
-impl Default for Body {
-    fn default() -> Self {
-        Body::Empty
-    }
 }
 
 impl std::fmt::Debug for Body {

@@ -97,12 +97,13 @@ mod tests {
     #[test]
     fn chunk_lengths() {
         use ChunkError::*;
-        let cases: &[(
+        type Case<'a> = (
             u64,
-            Option<&str>,
+            Option<&'a str>,
             Option<u64>,
             Result<Option<u64>, ChunkError>,
-        )] = &[
+        );
+        let cases: &[Case] = &[
             (0, None, None, Ok(None)),
             (0, None, Some(10), Ok(Some(10))),
             (0, Some("0-9"), None, Ok(Some(10))),

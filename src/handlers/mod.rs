@@ -25,7 +25,7 @@ pub(crate) fn digest(s: &str) -> Result<Digest> {
         .map_err(|e: DigestError| RegistryError::new(Code::DigestInvalid, e.to_string()))
 }
 
-pub(crate) fn header<'r>(req: &'r Parts, name: impl http::header::AsHeaderName) -> Option<&'r str> {
+pub(crate) fn header(req: &Parts, name: impl http::header::AsHeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
