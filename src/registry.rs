@@ -133,10 +133,15 @@ impl<S: Storage> Registry<S> {
 
     /// Answer one request. Never fails: errors become OCI error responses.
     pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let head = req.method() == Method::HEAD;
         let mut resp = match self.dispatch(req).await {
             Ok(resp) => resp,
             Err(e) => e.into_response(),
         };
+        if head {
+            // Headers (Content-Length included) describe what a GET would send; the body never goes.
+            *resp.body_mut() = Body::Empty;
+        }
         resp.headers_mut().insert(
             "docker-distribution-api-version",
             HeaderValue::from_static("registry/2.0"),

@@ -218,6 +218,21 @@ async fn base_answers_200() {
 }
 
 #[tokio::test]
+async fn head_responses_have_no_body() {
+    let r = Reg::new();
+    let d = Digest::sha256(b"missing");
+    for uri in [
+        format!("/v2/a/blobs/{d}"),
+        "/v2/a/manifests/nope".to_owned(),
+        "/v2/a/blobs/sha256:bad".to_owned(),
+    ] {
+        let resp = r.head(&uri).await;
+        assert!(resp.status.is_client_error(), "{uri}");
+        assert!(resp.body.is_empty(), "{uri}");
+    }
+}
+
+#[tokio::test]
 async fn handle_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
     let r = Reg::new();
