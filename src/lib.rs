@@ -10,6 +10,8 @@ pub mod error;
 pub mod keys;
 pub mod manifest;
 pub mod names;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod range;
 pub mod registry;
 pub mod route;

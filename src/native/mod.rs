@@ -1,0 +1,57 @@
+//! The native home: `berth serve` over HTTP on one machine.
+//!
+//! - [`fs::FsStore`]: the writable filesystem store;
+//! - [`layout::LayoutStore`]: an OCI image layout directory served read-only as one repository;
+//! - [`store::NativeStore`]: both behind one [`crate::Storage`];
+//! - [`server`]: hyper 1 + tokio, graceful shutdown, request logs, upload purging;
+//! - [`config`]: flags, `BERTH_*` variables and the TOML file, merged into [`config::Settings`].
+
+pub mod config;
+pub mod env;
+mod files;
+pub mod fs;
+pub mod layout;
+pub mod server;
+pub mod store;
+
+use std::sync::Arc;
+
+use crate::registry::{Config, Registry};
+
+/// Open the stores `settings` name, bind, and serve until SIGINT or SIGTERM.
+pub async fn serve(settings: config::Settings) -> Result<(), String> {
+    let fs = fs::FsStore::open(&settings.root)
+        .await
+        .map_err(|e| format!("opening {}: {e}", settings.root.display()))?;
+    tracing::info!("data in {}", fs.root().display());
+    let mut layouts = Vec::new();
+    for (name, dir) in &settings.layouts {
+        let layout = layout::LayoutStore::open(name.clone(), dir)
+            .await
+            .map_err(|e| format!("layout {name}={}: {e}", dir.display()))?;
+        tracing::info!(
+            "serving the OCI layout {} as {name}, read-only",
+            dir.display()
+        );
+        layouts.push(layout);
+    }
+    let store = store::NativeStore::new(fs, layouts);
+    let config = Config {
+        read_only: settings.read_only,
+        deletes: !settings.no_deletes,
+        max_manifest_size: settings.max_manifest_size,
+        upload_expiry: settings.upload_expiry,
+        ..Config::default()
+    };
+    let registry = Arc::new(Registry::new(store, env::SystemEnv::new(), config));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", settings.listen))?;
+    let options = server::Options {
+        grace: settings.shutdown_grace,
+        ..server::Options::default()
+    };
+    server::run(listener, registry, options, server::shutdown_signal())
+        .await
+        .map_err(|e| format!("serving: {e}"))
+}
