@@ -114,10 +114,10 @@ impl Body {
     /// Collect at most `limit` bytes. `Err(None)` means the body was longer than `limit`.
     pub async fn collect(self, limit: usize) -> Result<Bytes, Option<io::Error>> {
         use futures_util::StreamExt;
-        if let Some(n) = self.len() {
-            if n > limit as u64 {
-                return Err(None);
-            }
+        if let Some(n) = self.len()
+            && n > limit as u64
+        {
+            return Err(None);
         }
         if let Body::Full(b) = self {
             return Ok(b);

@@ -244,7 +244,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -356,10 +356,10 @@ impl Stream for Checked {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 self.seen += chunk.len() as u64;
-                if let Some(expected) = self.exact_len {
-                    if self.seen > expected {
-                        return self.fail(BodyCheck::TooLong { expected });
-                    }
+                if let Some(expected) = self.exact_len
+                    && self.seen > expected
+                {
+                    return self.fail(BodyCheck::TooLong { expected });
                 }
                 if let Some(h) = self
                     .hasher
@@ -376,11 +376,11 @@ impl Stream for Checked {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                if let Some(expected) = self.exact_len {
-                    if self.seen != expected {
-                        let got = self.seen;
-                        return self.fail(BodyCheck::TooShort { expected, got });
-                    }
+                if let Some(expected) = self.exact_len
+                    && self.seen != expected
+                {
+                    let got = self.seen;
+                    return self.fail(BodyCheck::TooShort { expected, got });
                 }
                 if let Some(expected) = self.digest.take() {
                     let hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner()).take();

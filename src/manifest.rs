@@ -15,6 +15,16 @@ const DOCKER_SCHEMA1: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];
 
+/// What the repository records of a manifest it holds; the bytes are a blob.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestLink {
+    pub media_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+}
+
 /// A content descriptor, as far as berth needs it.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -83,12 +93,12 @@ pub fn inspect(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Str
     let header = content_type
         .map(|c| c.split(';').next().unwrap_or("").trim())
         .filter(|c| !c.is_empty());
-    if let (Some(h), Some(body)) = (header, raw.media_type.as_deref()) {
-        if h != body {
-            return Err(format!(
-                "Content-Type {h} does not match the manifest's mediaType {body}"
-            ));
-        }
+    if let (Some(h), Some(body)) = (header, raw.media_type.as_deref())
+        && h != body
+    {
+        return Err(format!(
+            "Content-Type {h} does not match the manifest's mediaType {body}"
+        ));
     }
     let media_type = match header.or(raw.media_type.as_deref()) {
         Some(t) => t.to_owned(),

@@ -4,7 +4,6 @@ use bytes::Bytes;
 use futures_util::future::try_join_all;
 use http::request::Parts;
 use http::{Response, StatusCode, header};
-use serde::{Deserialize, Serialize};
 
 use super::blobs::{IMMUTABLE, not_found};
 use super::{Reply, not_modified, repo, store_err};
@@ -12,22 +11,12 @@ use crate::body::Body;
 use crate::digest::{Checked, Digest};
 use crate::error::{Code, RegistryError};
 use crate::keys;
-use crate::manifest::{self, Descriptor};
+use crate::manifest::{self, Descriptor, ManifestLink};
 use crate::names::{Reference, ReferenceError};
 use crate::names::{RepoName, Tag};
 use crate::query::Query;
 use crate::registry::{Registry, Result};
 use crate::storage::{ListOptions, PutMode, Storage, StorageError};
-
-/// What the repository records of a manifest it holds; the bytes are a blob.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ManifestLink {
-    pub media_type: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Digest>,
-}
 
 fn manifest_unknown() -> RegistryError {
     RegistryError::new(Code::ManifestUnknown, "manifest unknown to registry")

@@ -111,10 +111,10 @@ impl<S: Storage> Registry<S> {
 
     /// end-11: link a blob that exists in `from` (or, with no `from`, anywhere).
     async fn mount(&self, name: &RepoName, d: &Digest, from: Option<&RepoName>) -> Result<bool> {
-        if let Some(from) = from {
-            if !self.has_blob(from, d).await? {
-                return Ok(false);
-            }
+        if let Some(from) = from
+            && !self.has_blob(from, d).await?
+        {
+            return Ok(false);
         }
         match self.store.blob_size(d).await {
             Ok(_) => {}

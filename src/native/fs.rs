@@ -130,7 +130,6 @@ fn open_blocking(root: PathBuf) -> io::Result<FsStore> {
         .write(true)
         .open(root.join("lock"))?;
     // File::try_lock is Rust 1.89; the native build needs the 1.95 toolchain the project uses.
-    #[allow(clippy::incompatible_msrv)]
     let locked = owner.try_lock();
     match locked {
         Ok(()) => {}

@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::files::{blocking, io_err, other, read_range, read_small};
 use crate::body::Body;
 use crate::digest::Digest;
 use crate::keys::{self, Key};
-use crate::manifest::{self, Descriptor};
+use crate::manifest::{self, Descriptor, ManifestLink};
 use crate::names::{RepoName, Tag};
 use crate::storage::{
     BlobRead, ByteRange, ListOptions, PutMode, Result, Storage, StorageError, Stored, Version,
@@ -37,16 +37,6 @@ pub struct LayoutStore {
     name: RepoName,
     dir: PathBuf,
     index: Mutex<Arc<Index>>,
-}
-
-/// What the core records of a manifest: the same JSON as its own manifest links.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Link {
-    media_type: String,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<Digest>,
 }
 
 /// `index.json` and the manifests it reaches, as berth's metadata.
@@ -225,7 +215,7 @@ fn load(dir: &Path) -> io::Result<Index> {
                 queue.push((child.digest.to_string(), Some(child.media_type.clone())));
             }
         }
-        let link = Link {
+        let link = ManifestLink {
             media_type,
             size,
             subject: subject.map(|s| s.digest),
@@ -238,11 +228,11 @@ fn load(dir: &Path) -> io::Result<Index> {
             continue;
         };
         let tag = d.annotations.get(REF_NAME).and_then(|v| v.as_str());
-        if let Some(tag) = tag.and_then(tag_of) {
-            if index.manifests.contains_key(&digest) {
-                // The first descriptor with a name keeps it.
-                index.tags.entry(tag.as_str().to_owned()).or_insert(digest);
-            }
+        // The first descriptor with a name keeps it.
+        if let Some(tag) = tag.and_then(tag_of)
+            && index.manifests.contains_key(&digest)
+        {
+            index.tags.entry(tag.as_str().to_owned()).or_insert(digest);
         }
     }
     Ok(index)
