@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -18,6 +18,9 @@ use crate::storage::{Result, StorageError};
 
 /// Bytes per read or write call: large enough to amortise the hop to a blocking thread.
 pub(crate) const CHUNK: usize = 1 << 20;
+/// While a file is written, a data sync starts in the background after this many bytes, so
+/// that the disk keeps pace and the fsync that ends the write finds little left to do.
+const SYNC_EVERY: u64 = 32 << 20;
 
 /// Run blocking file work on tokio's blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -94,6 +97,7 @@ pub(crate) fn read_range(file: File, start: u64, end: u64) -> ByteStream {
         pending: None,
         position: start,
         end,
+        seeked: false,
     })
 }
 
@@ -104,6 +108,8 @@ struct FileRead {
     pending: Option<JoinHandle<ReadResult>>,
     position: u64,
     end: u64,
+    /// The file's cursor is at `position` (it is ours alone: reads go in order).
+    seeked: bool,
 }
 
 impl FileRead {
@@ -115,19 +121,27 @@ impl FileRead {
             return;
         };
         let n = (self.end - self.position).min(CHUNK as u64) as usize;
-        let at = self.position;
+        let seek = (!self.seeked).then_some(self.position);
+        self.seeked = true;
         self.position += n as u64;
         self.pending = Some(tokio::task::spawn_blocking(move || {
-            let r = read_at(&file, at, n);
+            let r = read_next(&file, seek, n);
             (file, r)
         }));
     }
 }
 
-fn read_at(file: &File, at: u64, n: usize) -> io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; n];
-    file.read_exact_at(&mut buf, at)?;
+/// The next `n` bytes from the file's cursor (moved to `seek` first, if given), into memory
+/// that is not zeroed first: read_to_end fills spare capacity directly.
+fn read_next(mut file: &File, seek: Option<u64>, n: usize) -> io::Result<Bytes> {
+    if let Some(at) = seek {
+        file.seek(io::SeekFrom::Start(at))?;
+    }
+    let mut buf = Vec::with_capacity(n);
+    file.take(n as u64).read_to_end(&mut buf)?;
+    if buf.len() != n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(Bytes::from(buf))
 }
 
@@ -193,7 +207,7 @@ pub(crate) async fn copy(
         let step = match chunk {
             Ok(chunk) => {
                 written += chunk.len() as u64;
-                sink.write(&chunk).await.map_err(CopyError::Write)
+                sink.write(chunk).await.map_err(CopyError::Write)
             }
             Err(e) => Err(CopyError::Body(e)),
         };
@@ -207,14 +221,19 @@ pub(crate) async fn copy(
     }
 }
 
-type WriteResult = (File, Vec<u8>, io::Result<()>);
+type WriteResult = (File, Vec<Bytes>, io::Result<()>);
 
-/// Writes to a file off the runtime: one buffer being written while the next fills.
+/// Writes to a file off the runtime: one batch being written while the next fills. A batch is
+/// the body's own chunks, written with one writev, so the bytes are not copied on the way.
+/// Every [`SYNC_EVERY`] bytes a data sync starts in the background.
 struct Sink {
     file: Option<File>,
     pending: Option<JoinHandle<WriteResult>>,
-    buf: Vec<u8>,
-    spare: Option<Vec<u8>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+    spare: Option<Vec<Bytes>>,
+    unsynced: u64,
+    syncing: Option<JoinHandle<()>>,
 }
 
 impl Sink {
@@ -222,14 +241,22 @@ impl Sink {
         Sink {
             file: Some(file),
             pending: None,
-            buf: Vec::with_capacity(CHUNK),
+            batch: Vec::new(),
+            batched: 0,
             spare: None,
+            unsynced: 0,
+            syncing: None,
         }
     }
 
-    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        // An empty slice would make writev report 0 bytes, which reads as a failed write.
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.batched += data.len();
+        self.batch.push(data);
+        if self.batched >= CHUNK {
             self.flush().await?;
         }
         Ok(())
@@ -238,32 +265,42 @@ impl Sink {
     /// Wait for the write in flight, if any.
     async fn wait(&mut self) -> io::Result<()> {
         if let Some(pending) = self.pending.take() {
-            let (file, mut buf, r) = pending.await.map_err(io::Error::other)?;
+            let (file, mut batch, r) = pending.await.map_err(io::Error::other)?;
+            batch.clear();
+            self.spare = Some(batch);
+            let dup = (self.unsynced >= SYNC_EVERY
+                && self.syncing.as_ref().is_none_or(|s| s.is_finished()))
+            .then(|| file.try_clone().ok())
+            .flatten();
             self.file = Some(file);
-            buf.clear();
-            self.spare = Some(buf);
             r?;
+            if let Some(dup) = dup {
+                self.unsynced = 0;
+                // Errors surface in the fsync that ends the write; this one only gets ahead.
+                self.syncing = Some(tokio::task::spawn_blocking(move || {
+                    let _ = dup.sync_data();
+                }));
+            }
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         self.wait().await?;
-        if self.buf.is_empty() {
+        if self.batch.is_empty() {
             return Ok(());
         }
         let mut file = self
             .file
             .take()
             .ok_or_else(|| io::Error::other("file lost"))?;
-        let next = self
-            .spare
-            .take()
-            .unwrap_or_else(|| Vec::with_capacity(CHUNK));
-        let buf = std::mem::replace(&mut self.buf, next);
+        let next = self.spare.take().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.batch, next);
+        self.unsynced += self.batched as u64;
+        self.batched = 0;
         self.pending = Some(tokio::task::spawn_blocking(move || {
-            let r = file.write_all(&buf);
-            (file, buf, r)
+            let r = write_all(&mut file, &batch);
+            (file, batch, r)
         }));
         Ok(())
     }
@@ -279,4 +316,19 @@ impl Sink {
         let _ = self.wait().await;
         self.file
     }
+}
+
+/// Write every chunk, in order, with as few writev calls as the kernel allows.
+fn write_all(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use super::cache::{BlobCache, MetaCache};
 use super::files::{
     CopyError, TempFile, blocking, copy, io_err, make_dirs, other, read_range, read_small, sync_dir,
 };
@@ -41,6 +42,13 @@ use crate::storage::{
 const STRIPES: usize = 64;
 /// Metadata documents are small; anything larger is corrupt.
 const META_LIMIT: u64 = 16 << 20;
+/// Metadata documents kept in memory: tags, links and sessions are tens to hundreds of bytes,
+/// so a few MiB at most.
+const META_CACHED: usize = 16 * 1024;
+/// Blobs up to this size (manifests, configs, small artifacts) are kept in memory...
+const BLOB_CACHED: u64 = 64 * 1024;
+/// ...up to this many bytes in all.
+const BLOBS_CACHED_TOTAL: usize = 4 << 20;
 
 #[derive(Clone)]
 pub struct FsStore {
@@ -53,6 +61,8 @@ struct Inner {
     /// Distinguishes this process's temporary files from a previous one's.
     nonce: String,
     counter: AtomicU64,
+    meta: MetaCache,
+    blobs: BlobCache,
     _owner: File,
 }
 
@@ -160,6 +170,8 @@ fn open_blocking(root: PathBuf) -> io::Result<FsStore> {
             locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             nonce: super::env::hex(&nonce),
             counter: AtomicU64::new(0),
+            meta: MetaCache::new(META_CACHED),
+            blobs: BlobCache::new(BLOB_CACHED, BLOBS_CACHED_TOTAL),
             _owner: owner,
         }),
     })
@@ -210,6 +222,39 @@ fn check_key(key: &str, prefix: bool) -> Result<()> {
 
 fn version_of(value: &[u8]) -> Version {
     Version(Digest::sha256(value).hex()[..32].to_owned())
+}
+
+fn stored(value: Vec<u8>) -> Stored {
+    Stored {
+        version: version_of(&value),
+        value: Bytes::from(value),
+    }
+}
+
+/// A blob opened for reading: small ones read whole (and cached), in the same trip.
+enum Opened {
+    Small(Bytes),
+    File(File),
+}
+
+fn open_blob(inner: &Inner, path: &Path, digest: &Digest) -> Result<(Opened, u64)> {
+    let generation = inner.blobs.generation();
+    let mut file = File::open(path).map_err(|e| io_err(e, path))?;
+    let size = file.metadata().map_err(|e| other(e, path))?.len();
+    if size > inner.blobs.max_blob {
+        return Ok((Opened::File(file), size));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    io::Read::read_to_end(&mut file, &mut buf).map_err(|e| other(e, path))?;
+    if buf.len() as u64 != size {
+        return Err(StorageError::other(format!(
+            "{}: changed while read",
+            path.display()
+        )));
+    }
+    let bytes = Bytes::from(buf);
+    inner.blobs.insert(digest, bytes.clone(), generation);
+    Ok((Opened::Small(bytes), size))
 }
 
 impl Inner {
@@ -291,27 +336,35 @@ fn walk(dir: &Path, rel: &mut String, out: &mut Vec<String>) -> Result<()> {
 
 impl Storage for FsStore {
     async fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        if let Some(bytes) = self.inner.blobs.get(digest) {
+            return Ok(bytes.len() as u64);
+        }
         let path = self.blob_path(digest);
         blocking(move || Ok(fs::metadata(&path).map_err(|e| io_err(e, &path))?.len())).await
     }
 
     async fn blob_get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead> {
-        let path = self.blob_path(digest);
-        let (file, size) = blocking(move || {
-            let file = File::open(&path).map_err(|e| io_err(e, &path))?;
-            let size = file.metadata().map_err(|e| other(e, &path))?.len();
-            Ok((file, size))
-        })
-        .await?;
+        let (opened, size) = match self.inner.blobs.get(digest) {
+            Some(bytes) => {
+                let size = bytes.len() as u64;
+                (Opened::Small(bytes), size)
+            }
+            None => {
+                let path = self.blob_path(digest);
+                let inner = self.inner.clone();
+                let digest = digest.clone();
+                blocking(move || open_blob(&inner, &path, &digest)).await?
+            }
+        };
         let (start, end) = match range {
             None => (0, size),
             Some(r) if r.start <= r.end && r.end <= size => (r.start, r.end),
             Some(_) => return Err(StorageError::other("range outside blob")),
         };
-        let body = if start == end {
-            Body::Empty
-        } else {
-            Body::Stream(read_range(file, start, end))
+        let body = match opened {
+            _ if start == end => Body::Empty,
+            Opened::Small(bytes) => Body::Full(bytes.slice(start as usize..end as usize)),
+            Opened::File(file) => Body::Stream(read_range(file, start, end)),
         };
         Ok(BlobRead { size, body })
     }
@@ -352,7 +405,9 @@ impl Storage for FsStore {
 
     async fn blob_delete(&self, digest: &Digest) -> Result<()> {
         let path = self.blob_path(digest);
-        blocking(move || fs::remove_file(&path).map_err(|e| io_err(e, &path))).await
+        let removed = blocking(move || fs::remove_file(&path).map_err(|e| io_err(e, &path))).await;
+        self.inner.blobs.remove(digest);
+        removed
     }
 
     async fn upload_start(&self, id: &str) -> Result<String> {
@@ -474,13 +529,26 @@ impl Storage for FsStore {
     }
 
     async fn meta_get(&self, key: &str) -> Result<Stored> {
+        // Only valid keys are ever cached: a hit needs no check.
+        if let Some(doc) = self.inner.meta.get(key) {
+            return doc.ok_or(StorageError::NotFound);
+        }
         let path = self.inner.meta_path(key)?;
+        let inner = self.inner.clone();
+        let key = key.to_owned();
         blocking(move || {
-            let value = read_small(&path, META_LIMIT).map_err(|e| io_err(e, &path))?;
-            Ok(Stored {
-                version: version_of(&value),
-                value: Bytes::from(value),
-            })
+            // Under the key's lock, so that a write cannot land between the read and the cache.
+            let _guard = lock_stripe(&inner, &key);
+            if let Some(doc) = inner.meta.get(&key) {
+                return doc.ok_or(StorageError::NotFound);
+            }
+            let doc = match read_small(&path, META_LIMIT) {
+                Ok(value) => Some(stored(value)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(other(e, &path)),
+            };
+            inner.meta.set(&key, doc.clone());
+            doc.ok_or(StorageError::NotFound)
         })
         .await
     }
@@ -491,24 +559,38 @@ impl Storage for FsStore {
         let key = key.to_owned();
         blocking(move || {
             let _guard = lock_stripe(&inner, &key);
-            let current = match read_small(&path, META_LIMIT) {
-                Ok(v) => Some(v),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(other(e, &path)),
+            let current = match inner.meta.get(&key) {
+                Some(doc) => doc,
+                None => match read_small(&path, META_LIMIT) {
+                    Ok(v) => Some(stored(v)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(other(e, &path)),
+                },
             };
             match (&mode, &current) {
                 (PutMode::Create, Some(_)) => return Err(StorageError::AlreadyExists),
-                (PutMode::Update(want), Some(have)) if *want != version_of(have) => {
+                (PutMode::Update(want), Some(have)) if *want != have.version => {
                     return Err(StorageError::Precondition);
                 }
                 (PutMode::Update(_), None) => return Err(StorageError::Precondition),
                 _ => {}
             }
             // The same bytes again: nothing to write, and the version would not change.
-            if current.as_deref() != Some(&value[..]) {
-                inner.write_atomic(&path, &value)?;
+            if current.as_ref().map(|c| &c.value[..]) != Some(&value[..])
+                && let Err(e) = inner.write_atomic(&path, &value)
+            {
+                inner.meta.forget(&key);
+                return Err(e);
             }
-            Ok(version_of(&value))
+            let version = version_of(&value);
+            inner.meta.set(
+                &key,
+                Some(Stored {
+                    value,
+                    version: version.clone(),
+                }),
+            );
+            Ok(version)
         })
         .await
     }
@@ -519,7 +601,17 @@ impl Storage for FsStore {
         let key = key.to_owned();
         blocking(move || {
             let _guard = lock_stripe(&inner, &key);
-            fs::remove_file(&path).map_err(|e| io_err(e, &path))?;
+            match fs::remove_file(&path) {
+                Ok(()) => inner.meta.set(&key, None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    inner.meta.set(&key, None);
+                    return Err(StorageError::NotFound);
+                }
+                Err(e) => {
+                    inner.meta.forget(&key);
+                    return Err(other(e, &path));
+                }
+            }
             if let Some(dir) = path.parent() {
                 inner.prune(dir);
             }

@@ -4,14 +4,17 @@
 //! - [`layout::LayoutStore`]: an OCI image layout directory served read-only as one repository;
 //! - [`store::NativeStore`]: both behind one [`crate::Storage`];
 //! - [`server`]: hyper 1 + tokio, graceful shutdown, request logs, upload purging;
-//! - [`config`]: flags, `BERTH_*` variables and the TOML file, merged into [`config::Settings`].
+//! - [`config`]: flags, `BERTH_*` variables and the TOML file, merged into [`config::Settings`];
+//! - [`sha256`]: a faster SHA-256 block function for x86-64 CPUs without SHA-NI.
 
+mod cache;
 pub mod config;
 pub mod env;
 mod files;
 pub mod fs;
 pub mod layout;
 pub mod server;
+pub mod sha256;
 pub mod store;
 
 use std::sync::Arc;
@@ -20,6 +23,9 @@ use crate::registry::{Config, Registry};
 
 /// Open the stores `settings` name, bind, and serve until SIGINT or SIGTERM.
 pub async fn serve(settings: config::Settings) -> Result<(), String> {
+    if sha256::install() {
+        tracing::info!("SHA-256: AVX2 block function (this CPU has no SHA-NI)");
+    }
     let fs = fs::FsStore::open(&settings.root)
         .await
         .map_err(|e| format!("opening {}: {e}", settings.root.display()))?;
