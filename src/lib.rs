@@ -5,6 +5,8 @@
 //! come from an [`Env`]) and builds for `wasm32-unknown-unknown` without default features.
 
 pub mod body;
+#[cfg(feature = "native")]
+pub mod client;
 pub mod digest;
 pub mod error;
 pub mod keys;

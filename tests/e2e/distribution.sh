@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run clients.sh against the reference registry (CNCF Distribution 2.8, Debian's
+# Run suites.sh (clients.sh and client.sh) against the reference registry (CNCF Distribution 2.8, Debian's
 # `docker-registry` package): start it on a free 127.0.0.1 port with filesystem storage in
 # a temp dir and deletes enabled, run the checks, stop it by PID.
 #
@@ -60,5 +60,5 @@ for _ in $(seq 100); do
 done
 echo "# distribution $("$REGISTRY_BIN" --version 2>/dev/null | awk '{print $NF}') pid $PID on 127.0.0.1:$PORT, log $WORK/registry.log"
 
-E2E_NO_REFERRERS=${E2E_NO_REFERRERS-1} E2E_NO_TAGS_PAGINATION=${E2E_NO_TAGS_PAGINATION-1} "$HERE/clients.sh" "127.0.0.1:$PORT"
+E2E_NO_REFERRERS=${E2E_NO_REFERRERS-1} E2E_NO_TAGS_PAGINATION=${E2E_NO_TAGS_PAGINATION-1} "$HERE/suites.sh" "127.0.0.1:$PORT"
 exit $?

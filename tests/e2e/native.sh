@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run clients.sh against berth's native server: build it (release), start
+# Run suites.sh (clients.sh and client.sh) against berth's native server: build it (release), start
 # `berth serve --listen 127.0.0.1:PORT --root TMP` on a free port, run the checks, stop the
 # server by its PID. Passes through clients.sh's exit status and closing line.
 #
@@ -54,7 +54,7 @@ if [ $up != 1 ]; then
 fi
 echo "# berth $("$BERTH_BIN" --version 2>/dev/null | awk '{print $NF}') pid $PID on 127.0.0.1:$PORT, root $WORK/root"
 
-"$HERE/clients.sh" "127.0.0.1:$PORT" | tee "$WORK/clients.out"
+BERTH_BIN="$BERTH_BIN" "$HERE/suites.sh" "127.0.0.1:$PORT" | tee "$WORK/clients.out"
 rc=${PIPESTATUS[0]}
 if [ "$rc" != 0 ]; then
     # The server's view of the failure, then the closing line again so it stays the last.

@@ -1,13 +1,15 @@
 //! One integration-test binary: modules by subject.
 
+#[cfg(feature = "native")]
+mod client;
 mod core;
-mod lists;
-mod manifests;
 #[cfg(feature = "native")]
 mod crash;
 #[cfg(feature = "native")]
 mod fs;
 #[cfg(feature = "native")]
 mod layout;
+mod lists;
+mod manifests;
 #[cfg(feature = "native")]
 mod server;
