@@ -13,6 +13,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
+use super::direct::{self, DirectSink};
 use crate::body::ByteStream;
 use crate::storage::{Result, StorageError};
 
@@ -195,13 +196,89 @@ pub(crate) enum CopyError {
     Write(io::Error),
 }
 
-/// Stream `body` into `file` at its current position. Returns the file and the byte count; on
-/// failure the file too (when it survived), with no write still in flight.
+/// Where [`copy`] writes.
+pub(crate) enum Target {
+    /// A file, at its current position.
+    Plain(File),
+    /// A file opened by [`direct::open`] with `O_DIRECT`, at an aligned `position`.
+    Direct {
+        file: File,
+        path: PathBuf,
+        position: u64,
+    },
+}
+
+impl Target {
+    /// The file at `path`, opened for writing at `position`: direct where the filesystem
+    /// allows it and the position is aligned.
+    pub fn open(path: &Path, create: bool, position: u64) -> io::Result<Target> {
+        if position % direct::ALIGN as u64 == 0 {
+            let (file, is_direct) = direct::open(path, create)?;
+            if is_direct {
+                return Ok(Target::Direct {
+                    file,
+                    path: path.to_owned(),
+                    position,
+                });
+            }
+            return Target::plain(file, position);
+        }
+        let file = if create {
+            File::create_new(path)?
+        } else {
+            std::fs::OpenOptions::new().write(true).open(path)?
+        };
+        Target::plain(file, position)
+    }
+
+    fn plain(mut file: File, position: u64) -> io::Result<Target> {
+        file.seek(io::SeekFrom::Start(position))?;
+        Ok(Target::Plain(file))
+    }
+}
+
+enum AnySink {
+    Plain(Sink),
+    Direct(DirectSink),
+}
+
+impl AnySink {
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        match self {
+            AnySink::Plain(s) => s.write(data).await,
+            AnySink::Direct(s) => s.write(&data).await,
+        }
+    }
+
+    async fn finish(self) -> io::Result<File> {
+        match self {
+            AnySink::Plain(s) => s.finish().await,
+            AnySink::Direct(s) => s.finish().await,
+        }
+    }
+
+    async fn settle(self) -> Option<File> {
+        match self {
+            AnySink::Plain(s) => s.settle().await,
+            AnySink::Direct(s) => s.settle().await,
+        }
+    }
+}
+
+/// Stream `body` into `target`. Returns the file and the byte count; on failure the file too
+/// (when it survived), with no write still in flight.
 pub(crate) async fn copy(
     mut body: ByteStream,
-    file: File,
+    target: Target,
 ) -> std::result::Result<(File, u64), (CopyError, Option<File>)> {
-    let mut sink = Sink::new(file);
+    let mut sink = match target {
+        Target::Plain(file) => AnySink::Plain(Sink::new(file)),
+        Target::Direct {
+            file,
+            path,
+            position,
+        } => AnySink::Direct(DirectSink::new(file, path, position)),
+    };
     let mut written = 0u64;
     while let Some(chunk) = body.next().await {
         let step = match chunk {

@@ -30,7 +30,8 @@ use bytes::Bytes;
 
 use super::cache::{BlobCache, MetaCache};
 use super::files::{
-    CopyError, TempFile, blocking, copy, io_err, make_dirs, other, read_range, read_small, sync_dir,
+    CopyError, Target, TempFile, blocking, copy, io_err, make_dirs, other, read_range, read_small,
+    sync_dir,
 };
 use crate::body::Body;
 use crate::digest::{Checked, Digest};
@@ -379,8 +380,9 @@ impl Storage for FsStore {
         let temp_path = self.inner.temp_path();
         let temp = TempFile::new(temp_path.clone());
         let create = temp_path.clone();
-        let file = blocking(move || File::create(&create).map_err(|e| other(e, &create))).await?;
-        let (file, size) = match copy(body.into_stream(), file).await {
+        let target =
+            blocking(move || Target::open(&create, true, 0).map_err(|e| other(e, &create))).await?;
+        let (file, size) = match copy(body.into_stream(), target).await {
             Ok(done) => done,
             Err((CopyError::Body(e), _)) => return Err(StorageError::Body(e)),
             Err((CopyError::Write(e), _)) => return Err(other(e, &temp_path)),
@@ -436,24 +438,23 @@ impl Storage for FsStore {
     ) -> Result<u64> {
         let path = self.upload_dir(id)?.join("data");
         let open = path.clone();
-        let file = blocking(move || {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .open(&open)
-                .map_err(|e| io_err(e, &open))?;
-            let len = file.metadata().map_err(|e| other(e, &open))?.len();
+        let target = blocking(move || {
+            let len = fs::metadata(&open).map_err(|e| io_err(e, &open))?.len();
             if len < offset {
                 return Err(StorageError::Precondition);
             }
             if len > offset {
                 // Leftovers of a failed append.
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&open)
+                    .map_err(|e| io_err(e, &open))?;
                 file.set_len(offset).map_err(|e| other(e, &open))?;
             }
-            io::Seek::seek(&mut file, io::SeekFrom::Start(offset)).map_err(|e| other(e, &open))?;
-            Ok(file)
+            Target::open(&open, false, offset).map_err(|e| io_err(e, &open))
         })
         .await?;
-        match copy(body.into_stream(), file).await {
+        match copy(body.into_stream(), target).await {
             Ok((file, n)) => {
                 blocking(move || file.sync_data().map_err(|e| other(e, &path))).await?;
                 Ok(offset + n)

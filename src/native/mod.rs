@@ -9,6 +9,7 @@
 
 mod cache;
 pub mod config;
+mod direct;
 pub mod env;
 mod files;
 pub mod fs;
