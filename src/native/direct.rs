@@ -86,7 +86,7 @@ pub(crate) struct DirectSink {
 
 impl DirectSink {
     pub fn new(file: File, path: PathBuf, position: u64) -> DirectSink {
-        debug_assert_eq!(position % ALIGN as u64, 0);
+        debug_assert!(position.is_multiple_of(ALIGN as u64));
         DirectSink {
             file: Some(file),
             path,

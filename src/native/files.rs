@@ -212,7 +212,7 @@ impl Target {
     /// The file at `path`, opened for writing at `position`: direct where the filesystem
     /// allows it and the position is aligned.
     pub fn open(path: &Path, create: bool, position: u64) -> io::Result<Target> {
-        if position % direct::ALIGN as u64 == 0 {
+        if position.is_multiple_of(direct::ALIGN as u64) {
             let (file, is_direct) = direct::open(path, create)?;
             if is_direct {
                 return Ok(Target::Direct {
