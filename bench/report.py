@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh.
+
+  report.py parse-wrk FILE      -> "rps p50_ms p99_ms errors" from wrk --latency output
+  report.py parse-hey FILE      -> the same from hey output (rps counts 2xx answers only)
+  report.py report RESULTS META ANALYSIS  -> BENCHMARKS.md on stdout
+
+RESULTS holds one sample per line: test, who (berth, dist, limit, loopback), repetition,
+metric, value, tab-separated. The table quotes medians; the appendix lists every sample.
+"""
+
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+
+def parse_wrk(path):
+    text = open(path).read()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+
+    def ms(label):
+        m = re.search(r"^\s+" + label + r"%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return float("nan")
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        return float(m.group(1)) * scale
+
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, errs.groups())) if errs else 0)
+    value = float(rps.group(1)) if rps else float("nan")
+    if bad and total:
+        # wrk's Requests/sec counts error answers too: keep only the good ones.
+        seconds = float(total.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}.get(total.group(3), 1.0)
+        value = (int(total.group(1)) - int(bad.group(1))) / seconds
+    print(f"{value:.1f} {ms('50'):.3f} {ms('99'):.3f} {errors}")
+
+
+def parse_hey(path):
+    text = open(path).read()
+    total = re.search(r"Total:\s+([\d.]+) secs", text)
+    ok = sum(int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text) if code.startswith("2"))
+    all_answers = sum(int(n) for n in re.findall(r"\[\d{3}\]\s+(\d+) responses", text))
+    errors_part = text.split("Error distribution:", 1)[1] if "Error distribution:" in text else ""
+    failed = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]", errors_part, re.M))
+
+    def ms(label):
+        m = re.search(r"^\s+" + label + r"%+ in ([\d.]+) secs", text, re.M)
+        return float(m.group(1)) * 1000 if m else float("nan")
+
+    seconds = float(total.group(1)) if total else float("nan")
+    rps = ok / seconds if total and seconds else float("nan")
+    print(f"{rps:.1f} {ms('50'):.3f} {ms('99'):.3f} {all_answers - ok + failed}")
+
+
+def load(path):
+    data = defaultdict(list)
+    for line in open(path):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 5:
+            continue
+        test, who, _rep, metric, value = parts
+        try:
+            data[(test, who, metric)].append(float(value))
+        except ValueError:
+            pass
+    return data
+
+
+def median(xs):
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else None
+
+
+# (key, label, kind, limit key, target): kind is "gbps", "rps", "rss" or "cpu";
+# a target is ("limit", fraction), ("dist", factor) or ("max", value in the row's unit).
+ROWS = [
+    ("push_mono", "Push 1 GiB blob: POST, then PUT with the body", "gbps", ("push_mono", "limit"), ("limit", 0.75)),
+    ("push_single", "Push 1 GiB blob: single POST with `?digest=`", "gbps", ("push_mono", "limit"), ("limit", 0.75)),
+    ("push_chunked", "Push 1 GiB blob: POST, 16 MiB PATCHes, PUT", "gbps", ("push_mono", "limit"), ("limit", 0.75)),
+    ("pull_null", "Pull 1 GiB blob: GET to /dev/null", "gbps", ("pull_null", "limit"), ("limit", 0.90)),
+    ("pull_sha", "Pull 1 GiB blob: GET piped through `openssl dgst -sha256`", "gbps", ("pull_sha", "limit"), ("limit", 0.90)),
+    ("skopeo_push", "skopeo push, 5-layer image (fresh blob-info cache)", "gbps", None, None),
+    ("skopeo_pull", "skopeo pull, 5-layer image (fresh blob-info cache)", "gbps", None, None),
+    ("manifest_get_tag", "Manifest GET by tag", "rps", ("manifest_get_tag", "limit"), ("dist", 20)),
+    ("manifest_get_digest", "Manifest GET by digest", "rps", ("manifest_get_tag", "limit"), ("dist", 20)),
+    ("manifest_head_tag", "Manifest HEAD by tag (hey)", "rps", None, None),
+    ("manifest_head_digest", "Manifest HEAD by digest (hey)", "rps", None, None),
+    ("blob_get_2k", "2 kB blob GET", "rps", ("blob_get_2k", "limit"), None),
+    ("rss_push", "Peak RSS during the 1 GiB pushes (VmHWM)", "rss", None, ("max", 32)),
+    ("rss_pull", "Peak RSS during the 1 GiB pulls (VmHWM)", "rss", None, None),
+    ("cpu_push", "CPU seconds per GB pushed (POST + PUT)", "cpu", None, None),
+    ("cpu_pull", "CPU seconds per GB pulled (GET to /dev/null)", "cpu", None, None),
+]
+
+LIMIT_NAMES = {
+    "push_mono": "upload into a sink that only hashes (OpenSSL SHA-256)",
+    "pull_null": "nginx sendfile GET",
+    "pull_sha": "nginx sendfile GET through `openssl dgst -sha256`",
+    "manifest_get_tag": "nginx, the same manifest as a static file",
+    "blob_get_2k": "nginx, the same 2 kB file",
+}
+
+
+def fmt_num(x, digits=3):
+    if x is None:
+        return "—"
+    if x >= 100:
+        return f"{x:,.0f}".replace(",", "\u202f")
+    return f"{x:.{digits}g}"
+
+
+def fmt_ms(x):
+    if x is None or x != x:
+        return "?"
+    return f"{x:.2f} ms" if x < 1 else f"{x:.1f} ms" if x < 10 else f"{x:.0f} ms"
+
+
+def report(results, meta_path, analysis_path):
+    data = load(results)
+    meta = dict(line.rstrip("\n").split("=", 1) for line in open(meta_path) if "=" in line)
+
+    def med(test, who, metric):
+        return median(data.get((test, who, metric), []))
+
+    def samples(test, who, metric):
+        return data.get((test, who, metric), [])
+
+    def value(key, who):
+        if key == "rss_push":
+            xs = [x for t in ("push_mono", "push_single", "push_chunked") for x in samples(t, who, "rss_kib")]
+            return max(xs) / 1024 if xs else None
+        if key == "rss_pull":
+            xs = [x for t in ("pull_null", "pull_sha") for x in samples(t, who, "rss_kib")]
+            return max(xs) / 1024 if xs else None
+        if key == "cpu_push":
+            return med("push_mono", who, "cpu_s_per_gb")
+        if key == "cpu_pull":
+            return med("pull_null", who, "cpu_s_per_gb")
+        kind = next(r[2] for r in ROWS if r[0] == key)
+        return med(key, who, "gbps" if kind == "gbps" else "rps")
+
+    def cell(key, kind, who):
+        v = value(key, who)
+        if v is None:
+            if samples(key, who, "unsupported"):
+                return "not supported"
+            if samples(key, who, "fail"):
+                return "failed"
+            return "—"
+        if kind == "gbps":
+            return f"{v:.3f} GB/s"
+        if kind == "rps":
+            p50, p99 = med(key, who, "p50_ms"), med(key, who, "p99_ms")
+            errors = sum(samples(key, who, "errors"))
+            s = f"{fmt_num(v)}/s (p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)})"
+            return s + (f", {errors:.0f} errors" if errors else "")
+        if kind == "rss":
+            return f"{v:.1f} MiB"
+        return f"{v:.2f} s"
+
+    out = []
+    out.append("# Benchmarks: berth beside CNCF Distribution\n")
+    out.append(
+        "Written by `bench/run.sh` (see the README). Both registries run on 127.0.0.1 with fresh "
+        "filesystem storage and their default logging; the machine's limits are measured in the "
+        "same run. Each figure is the median of the repetitions, the contenders alternating; "
+        "GB = 10^9 bytes. Ratios above 1 favour berth, except for RSS and CPU, where lower is "
+        "better.\n"
+    )
+    out.append(
+        f"Run: {meta.get('date', '?')}, mode {meta.get('mode')}, {meta.get('reps')} repetitions, "
+        f"load runs of {meta.get('duration')} s at {meta.get('conns')} connections, blob "
+        f"{int(meta.get('blob_bytes', 0)) / 2**20:.0f} MiB, image {int(meta.get('image_bytes', 0)) / 1e6:.0f} MB. "
+        f"Machine: {meta.get('cpu')} (SHA-NI: {meta.get('sha_ni')}), load average at the end "
+        f"{meta.get('load')}. berth {meta.get('berth')}; {meta.get('distribution')}; "
+        f"{meta.get('tools')}.\n"
+    )
+    out.append("| | berth | Distribution 2.8 | berth / Distribution | machine limit | berth / limit | target | |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    misses = []
+    for key, label, kind, limit_key, target in ROWS:
+        b, d = value(key, "berth"), value(key, "dist")
+        ratio = f"{b / d:.2f}×" if b and d else "—"
+        limit = med(*limit_key, "gbps" if kind == "gbps" else "rps") if limit_key else None
+        if limit is None:
+            limit_cell, frac = "—", "—"
+        else:
+            unit = "GB/s" if kind == "gbps" else "/s"
+            limit_cell = f"{fmt_num(limit)} {unit}".replace(" /s", "/s")
+            frac = f"{b / limit:.0%}" if b else "—"
+        target_cell, verdict = "—", ""
+        if target and b is not None:
+            how, x = target
+            if how == "limit" and limit:
+                target_cell = f"≥ {x:.0%} of limit"
+                ok = b >= x * limit
+            elif how == "dist" and d:
+                target_cell = f"≥ {x}× Distribution"
+                ok = b >= x * d
+            elif how == "max":
+                target_cell = f"≤ {x} MiB"
+                ok = b <= x
+            else:
+                ok = None
+            if ok is not None:
+                verdict = "met" if ok else "**missed**"
+                if not ok:
+                    misses.append(label)
+        out.append(
+            f"| {label} | {cell(key, kind, 'berth')} | {cell(key, kind, 'dist')} | {ratio} | "
+            f"{limit_cell} | {frac} | {target_cell} | {verdict} |"
+        )
+    loop = med("push_mono", "loopback", "gbps")
+    out.append("")
+    out.append("Machine limits, measured in the same run:")
+    for key, name in LIMIT_NAMES.items():
+        kind = "gbps" if key.startswith(("push", "pull")) else "rps"
+        v = med(key, "limit", kind)
+        unit = "GB/s" if kind == "gbps" else "requests/s"
+        out.append(f"- {name}: {fmt_num(v)} {unit}")
+    if loop:
+        out.append(f"- upload into a sink that does not hash (loopback TCP alone): {loop:.3f} GB/s")
+    durable = med("push_mono", "durable", "gbps")
+    if durable:
+        b = value("push_mono", "berth")
+        frac = f" (berth's POST + PUT: {b / durable:.0%} of it)" if b else ""
+        out.append(
+            f"- upload into a sink that hashes, writes to a file beside the registries' data and "
+            f"fsyncs it before answering, as a registry must before a 201: {durable:.3f} GB/s{frac}"
+        )
+    out.append("")
+    if misses:
+        out.append("Targets missed in this run: " + "; ".join(misses) + ". See the analysis below.\n")
+    else:
+        out.append("Every target was met in this run.\n")
+    try:
+        out.append(open(analysis_path).read().rstrip() + "\n")
+    except OSError:
+        pass
+    out.append("## Every sample\n")
+    out.append("Per row and contender, the repetitions in order (GB/s, requests/s, KiB, CPU s/GB).\n")
+    out.append("| test | who | metric | samples |")
+    out.append("|---|---|---|---|")
+    for (test, who, metric), xs in sorted(data.items()):
+        if metric in ("gbps", "rps", "rss_kib", "cpu_s_per_gb", "p99_ms"):
+            out.append(f"| {test} | {who} | {metric} | {', '.join(f'{x:.4g}' for x in xs)} |")
+    print("\n".join(out))
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "parse-wrk":
+        parse_wrk(sys.argv[2])
+    elif cmd == "parse-hey":
+        parse_hey(sys.argv[2])
+    elif cmd == "report":
+        report(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
