@@ -20,7 +20,7 @@ step() {
 }
 
 step "core builds for wasm32" cargo build --lib --target wasm32-unknown-unknown --no-default-features
-step "cargo tests" cargo test --workspace --exclude berth-worker
+step "cargo tests" cargo test --workspace
 step "real clients against berth serve" bash tests/e2e/native.sh
 step "the Worker, locally" bash tests/worker.sh
 step "berth's client against the reference registry" bash tests/e2e/distribution.sh
