@@ -26,6 +26,32 @@ function get(path, headers = {}) {
   });
 }
 
+/** One PATCH. A dropped connection is not fatal: ask the upload's status (end-13), and send
+ *  the chunk again unless it landed, as a careful client would. */
+async function patch(loc, data, offset) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await fetch(at(loc), {
+        method: "PATCH",
+        body: data,
+        headers: {
+          "content-type": "application/octet-stream",
+          "content-range": `${offset}-${offset + data.length - 1}`,
+        },
+      });
+      if (res.status !== 202) throw new Error(`PATCH at ${offset}: ${res.status} ${await res.text()}`);
+      return res;
+    } catch (e) {
+      if (attempt >= 5 || !(e instanceof TypeError)) throw e;
+      const status = await fetch(at(loc));
+      const end = Number((status.headers.get("range") ?? "0-").split("-")[1]) + 1;
+      console.log(`# PATCH at ${offset} failed (${e.cause?.code ?? e.message}); the upload is at ${end}`);
+      if (status.status === 204 && end === offset + data.length) return status;
+      if (status.status !== 204 || end !== offset) throw e;
+    }
+  }
+}
+
 async function push(total, chunk) {
   const name = `test/large-${randomBytes(4).toString("hex")}`;
   const cipher = createCipheriv("aes-128-ctr", randomBytes(16), Buffer.alloc(16));
@@ -39,15 +65,7 @@ async function push(total, chunk) {
     const n = Math.min(chunk, total - offset);
     const data = cipher.update(zeros.subarray(0, n));
     hash.update(data);
-    const res = await fetch(at(loc), {
-      method: "PATCH",
-      body: data,
-      headers: {
-        "content-type": "application/octet-stream",
-        "content-range": `${offset}-${offset + n - 1}`,
-      },
-    });
-    if (res.status !== 202) throw new Error(`PATCH at ${offset}: ${res.status} ${await res.text()}`);
+    const res = await patch(loc, data, offset);
     loc = res.headers.get("location") ?? loc;
     offset += n;
     if (offset % (1024 * MiB) < chunk || offset === total) {
