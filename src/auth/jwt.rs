@@ -6,7 +6,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use hmac::{Hmac, KeyInit, Mac};
 use p256::ecdsa::signature::Verifier as _;
-use p256::pkcs8::DecodePublicKey as _;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -90,8 +89,8 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// An ES256 key from its PEM public key (`-----BEGIN PUBLIC KEY-----`).
     pub fn es256_pem(kid: &str, issuer: &str, pem: &str) -> Result<Key, String> {
-        let key = p256::ecdsa::VerifyingKey::from_public_key_pem(pem.trim())
-            .map_err(|e| format!("key {kid}: not a P-256 public key in PEM: {e}"))?;
+        let key =
+            p256_pem(pem).ok_or_else(|| format!("key {kid}: not a P-256 public key in PEM"))?;
         Ok(Key::Es256 {
             kid: kid.into(),
             issuer: issuer.into(),
@@ -132,6 +131,25 @@ impl Key {
                 .is_ok_and(|sig| key.verify(input, &sig).is_ok()),
         }
     }
+}
+
+/// The DER prefix of every P-256 SubjectPublicKeyInfo with an uncompressed point: SEQUENCE,
+/// AlgorithmIdentifier (id-ecPublicKey, prime256v1), BIT STRING of 66 bytes. Matching it
+/// saves a general DER parser in the wasm.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+fn p256_pem(pem: &str) -> Option<p256::ecdsa::VerifyingKey> {
+    let body = pem
+        .trim()
+        .strip_prefix("-----BEGIN PUBLIC KEY-----")?
+        .strip_suffix("-----END PUBLIC KEY-----")?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let point = der.strip_prefix(&P256_SPKI_PREFIX[..])?;
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(point).ok()
 }
 
 /// Why a token was refused. The client only learns "invalid token"; tests learn which.
@@ -316,6 +334,30 @@ mod tests {
                 Err(Invalid::Malformed),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn pem_keys() {
+        let pem = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE8TgNXtghFOyA0jEtZJ3smpwkcIgu
+VUaKIlTHRiadopc3iPqexQRGURSNNXC9XqWrVvCVA/CUETPZ8Qr4lSSA6g==
+-----END PUBLIC KEY-----
+";
+        assert!(Key::es256_pem("k", "i", pem).is_ok());
+        // A P-384 key, a truncated one, a private key, garbage.
+        let p384 = "-----BEGIN PUBLIC KEY-----
+MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEC6dOr0X3PuIPHqBLwb3ppiLKpyZHVV0l
+ybtJWCSB7Ar6j0VYKd4Ye4e7bgKcyYu7BNGwo3eX6W+tU3gU2QoX1q4bZ8/6JYUw
+Wj+f7Zr0cRx2m1T4Xx2KqD/q3bqZqn7A
+-----END PUBLIC KEY-----";
+        for bad in [
+            p384,
+            &pem[..120],
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+            "x",
+        ] {
+            assert!(Key::es256_pem("k", "i", bad).is_err(), "{bad}");
         }
     }
 
