@@ -64,3 +64,31 @@ fn random(n: usize) -> Result<String, String> {
     getrandom::fill(&mut bytes).map_err(|e| format!("the OS random source: {e}"))?;
     Ok(hex(&bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_the_key_beside_the_policy() {
+        let dir = std::env::temp_dir().join(format!("berth-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = dir.join("policy.toml");
+        std::fs::write(&policy, "default = \"open\"\nsigning_key_file = \"k\"\n").unwrap();
+        assert!(
+            load(&policy).unwrap_err().contains("reading"),
+            "no key file"
+        );
+        std::fs::write(dir.join("k"), "short\n").unwrap();
+        assert!(load(&policy).unwrap_err().contains("at least 32 bytes"));
+        std::fs::write(dir.join("k"), format!("{}\n", random(32).unwrap())).unwrap();
+        let auth = load(&policy).unwrap();
+        assert_eq!(auth.token_path(), "/token");
+        // Without a key file: a random key, and the policy still loads.
+        std::fs::write(&policy, "default = \"authenticated\"\n").unwrap();
+        assert!(load(&policy).is_ok());
+        std::fs::write(&policy, "default = \"sometimes\"\n").unwrap();
+        assert!(load(&policy).unwrap_err().contains("policy.toml"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
