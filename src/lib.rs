@@ -4,6 +4,7 @@
 //! response over a [`Storage`]. It does no I/O of its own, keeps no clock (time and upload ids
 //! come from an [`Env`]) and builds for `wasm32-unknown-unknown` without default features.
 
+pub mod auth;
 pub mod body;
 #[cfg(feature = "native")]
 pub mod client;
@@ -23,6 +24,7 @@ mod handlers;
 mod query;
 mod session;
 
+pub use auth::Auth;
 pub use body::{Body, ByteStream, ForeignBody};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Code, RegistryError};

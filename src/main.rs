@@ -222,6 +222,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(berth::native::config::Command::Serve(args)) => serve(args),
+        Command::Server(berth::native::config::Command::Auth(cmd)) => {
+            match berth::native::auth::run(cmd) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Push(a) => client(a.out.json, async move {
             let src = local_location(&a.source)?;
             let dst = registry_location(&a.dest)?;

@@ -39,7 +39,7 @@ impl<'a> Query<'a> {
 
 /// Percent-decoding with `+` as a space; invalid escapes stay as they are, and the result is
 /// checked as UTF-8 by replacing what is not.
-fn decode(s: &str) -> Cow<'_, str> {
+pub(crate) fn decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
         return Cow::Borrowed(s);
     }

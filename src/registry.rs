@@ -1,11 +1,12 @@
 //! The registry: configuration, the injected environment, and `handle`.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http::{HeaderValue, Method, Request, Response};
 
+use crate::auth::Auth;
 use crate::body::Body;
 use crate::error::{Code, RegistryError};
 use crate::route::{self, Route};
@@ -92,6 +93,8 @@ pub struct Registry<S> {
     pub(crate) store: S,
     pub(crate) env: Box<dyn Env>,
     pub(crate) config: Config,
+    /// Access control; `None` is an open registry.
+    auth: Option<Arc<Auth>>,
     /// Uploads with a request in flight in this process: a second request for the same upload
     /// is refused rather than interleaved.
     busy: Mutex<HashSet<String>>,
@@ -119,8 +122,19 @@ impl<S: Storage> Registry<S> {
             store,
             env: Box::new(env),
             config,
+            auth: None,
             busy: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Put access control in front of every endpoint, and serve the token endpoint.
+    pub fn with_auth(mut self, auth: Arc<Auth>) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    pub fn auth(&self) -> Option<&Auth> {
+        self.auth.as_deref()
     }
 
     pub fn store(&self) -> &S {
@@ -134,9 +148,12 @@ impl<S: Storage> Registry<S> {
     /// Answer one request. Never fails: errors become OCI error responses.
     pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let head = req.method() == Method::HEAD;
-        let mut resp = match self.dispatch(req).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(),
+        let mut resp = match self.admit(req) {
+            Ok(req) => match self.dispatch(req).await {
+                Ok(resp) => resp,
+                Err(e) => e.into_response(),
+            },
+            Err(resp) => *resp,
         };
         if head {
             // Headers (Content-Length included) describe what a GET would send; the body never goes.
@@ -147,6 +164,24 @@ impl<S: Storage> Registry<S> {
             HeaderValue::from_static("registry/2.0"),
         );
         resp
+    }
+
+    /// The request if the caller may make it; otherwise the 401 or 403, or the token
+    /// endpoint's answer.
+    fn admit(&self, req: Request<Body>) -> Result<Request<Body>, Box<Response<Body>>> {
+        let Some(auth) = &self.auth else {
+            return Ok(req);
+        };
+        let (mut parts, body) = req.into_parts();
+        let now = self.env.now();
+        let reading = parts.method == Method::GET || parts.method == Method::HEAD;
+        if reading && parts.uri.path() == auth.token_path() {
+            return Err(Box::new(auth.token(&parts, now, self.env.new_id())));
+        }
+        match auth.check(&mut parts, now) {
+            Ok(()) => Ok(Request::from_parts(parts, body)),
+            Err(e) => Err(Box::new(e.into_response())),
+        }
     }
 
     async fn dispatch(&self, req: Request<Body>) -> Result<Response<Body>> {

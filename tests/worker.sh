@@ -4,6 +4,8 @@
 # worker/test/*.test.mjs (the storage contract on R2, a large chunked upload, monolithic
 # uploads, digest mismatches, ranges, tags pagination, referrers...) and tests/e2e/suites.sh
 # (skopeo, podman, oras, and berth's own client) against it; then stop it by its process group.
+# Then serve it again with tests/e2e/auth-policy.toml as BERTH_AUTH_POLICY (and its key as
+# BERTH_AUTH_KEY) and run tests/e2e/auth.sh (access control with real clients).
 #
 #   tests/worker.sh
 #   BERTH_BIG_MIB=N        size of the large chunked and monolithic blobs (default 300)
@@ -21,13 +23,16 @@ WORK=$(mktemp -d /tmp/berth-worker.XXXXXX)
 PGID=
 passed=0 failed=0
 
-stop() {
+stop_server() {
     if [ -n "$PGID" ] && kill -0 -- "-$PGID" 2>/dev/null; then
         kill -TERM -- "-$PGID" 2>/dev/null
         for _ in $(seq 100); do kill -0 -- "-$PGID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL -- "-$PGID" 2>/dev/null
     fi
     PGID=
+}
+stop() {
+    stop_server
     if [ "${WORKER_KEEP:-0}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap stop EXIT
@@ -109,5 +114,38 @@ fi
 if [ "$failed" != 0 ]; then
     echo "# last lines of the wrangler log ($WORK/wrangler.log):"
     grep -v '^\s*$' "$WORK/wrangler.log" | tail -n 15 | cut -c1-300 | sed 's/^/#   /'
+fi
+stop_server
+
+# Access control: the same build, the policy and key as vars (secrets in production).
+E2E="$ROOT/tests/e2e"
+PORT=$("$NODE" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+BERTH_SKIP_BUILD=1 setsid "$W/local.sh" "$PORT" --persist-to "$WORK/r2-auth" \
+    --var "BERTH_AUTH_POLICY:$(cat "$E2E/auth-policy.toml")" \
+    --var "BERTH_AUTH_KEY:$(cat "$E2E/auth-e2e.key")" >"$WORK/wrangler-auth.log" 2>&1 &
+PGID=$!
+up=0
+for _ in $(seq 600); do
+    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/v2/"; then up=1; break; fi
+    kill -0 "$PGID" 2>/dev/null || break
+    sleep 0.2
+done
+if [ $up != 1 ]; then
+    echo "not ok - wrangler dev with BERTH_AUTH_POLICY did not answer on 127.0.0.1:$PORT"
+    tail -n 20 "$WORK/wrangler-auth.log" | sed 's/^/#   /'
+    failed=$((failed + 1)); finish
+fi
+echo "# tests/e2e/auth.sh 127.0.0.1:$PORT (the Worker with tests/e2e/auth-policy.toml)"
+bash "$E2E/auth.sh" "127.0.0.1:$PORT" | tee "$WORK/auth.out" | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
+line=$(tail -n 1 "$WORK/auth.out")
+if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
+    if [ "${BASH_REMATCH[2]}" != 0 ]; then
+        echo "# last lines of the wrangler log ($WORK/wrangler-auth.log):"
+        grep -v '^\s*$' "$WORK/wrangler-auth.log" | tail -n 15 | cut -c1-300 | sed 's/^/#   /'
+    fi
+else
+    echo "not ok - auth.sh ended without its summary line"
+    failed=$((failed + 1))
 fi
 finish

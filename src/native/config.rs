@@ -27,6 +27,23 @@ pub enum Command {
     /// Every flag can also be set with the BERTH_* variable shown, or in the --config file
     /// under the flag's name with `_` for `-`. A flag beats its variable, which beats the file.
     Serve(ServeArgs),
+    /// Helpers for access control (`berth serve --auth FILE`).
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// Read a password from standard input (its first line) and print its hash for a policy
+    /// file's `password = "..."`.
+    HashPassword {
+        /// PBKDF2 rounds: more is slower to guess, and slower per login
+        #[arg(long, default_value_t = crate::auth::password::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+    /// Print a new random signing key for tokens (64 hex digits), for the file the policy's
+    /// `signing_key_file` names, or the Worker's BERTH_AUTH_KEY secret.
+    GenKey,
 }
 
 #[derive(Args, Debug, Default)]
@@ -81,6 +98,11 @@ pub struct ServeArgs {
     /// [default: 30s]
     #[arg(long, env = "BERTH_SHUTDOWN_GRACE", value_name = "TIME", value_parser = parse_secs)]
     pub shutdown_grace: Option<u64>,
+
+    /// Access control: the policy file (users, rules, token settings; see the README).
+    /// Without it, anyone may pull, push and delete
+    #[arg(long, env = "BERTH_AUTH", value_name = "FILE")]
+    pub auth: Option<PathBuf>,
 }
 
 /// Everything `berth serve` needs, resolved.
@@ -95,6 +117,7 @@ pub struct Settings {
     pub max_manifest_size: usize,
     pub upload_expiry: u64,
     pub shutdown_grace: Duration,
+    pub auth: Option<PathBuf>,
 }
 
 /// The TOML file: the flags' names with `_`, every one optional.
@@ -111,6 +134,7 @@ struct FileConfig {
     max_manifest_size: Option<Amount>,
     upload_expiry: Option<Amount>,
     shutdown_grace: Option<Amount>,
+    auth: Option<PathBuf>,
 }
 
 /// A number, or text with a unit suffix.
@@ -209,6 +233,7 @@ impl Settings {
                 .map_err(|_| "max-manifest-size is too large".to_owned())?,
             upload_expiry,
             shutdown_grace: Duration::from_secs(shutdown_grace),
+            auth: args.auth.or(file.auth.map(|a| base.join(a))),
         })
     }
 }
@@ -269,6 +294,7 @@ mod tests {
         argv.extend_from_slice(list);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(a) => a,
+            Command::Auth(_) => unreachable!(),
         }
     }
 
@@ -303,7 +329,8 @@ mod tests {
         std::fs::write(
             &file,
             "listen = \"127.0.0.1:6000\"\nroot = \"data\"\nread_only = true\n\
-             upload_expiry = \"1h\"\nmax_manifest_size = 8388608\n[layouts]\ndemo = \"img\"\n",
+             upload_expiry = \"1h\"\nmax_manifest_size = 8388608\nauth = \"policy.toml\"\n\
+             [layouts]\ndemo = \"img\"\n",
         )
         .unwrap();
         let config = format!("--config={}", file.display());
@@ -314,6 +341,7 @@ mod tests {
         assert_eq!(s.upload_expiry, 3600);
         assert_eq!(s.max_manifest_size, 8 << 20);
         assert_eq!(s.layouts, vec![("demo".parse().unwrap(), dir.join("img"))]);
+        assert_eq!(s.auth, Some(dir.join("policy.toml")));
 
         let s = Settings::resolve(args(&[
             &config,

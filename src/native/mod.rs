@@ -4,9 +4,11 @@
 //! - [`layout::LayoutStore`]: an OCI image layout directory served read-only as one repository;
 //! - [`store::NativeStore`]: both behind one [`crate::Storage`];
 //! - [`server`]: hyper 1 + tokio, graceful shutdown, request logs, upload purging;
+//! - [`auth`]: loading the access-control policy, and the `berth auth` helpers;
 //! - [`config`]: flags, `BERTH_*` variables and the TOML file, merged into [`config::Settings`];
 //! - [`sha256`]: a faster SHA-256 block function for x86-64 CPUs without SHA-NI.
 
+pub mod auth;
 mod cache;
 pub mod config;
 mod direct;
@@ -50,7 +52,18 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         upload_expiry: settings.upload_expiry,
         ..Config::default()
     };
-    let registry = Arc::new(Registry::new(store, env::SystemEnv::new(), config));
+    let mut registry = Registry::new(store, env::SystemEnv::new(), config);
+    if let Some(path) = &settings.auth {
+        let auth = auth::load(path)?;
+        tracing::info!(
+            "access control from {} (service {:?}, tokens at {})",
+            path.display(),
+            auth.service(),
+            auth.token_path()
+        );
+        registry = registry.with_auth(Arc::new(auth));
+    }
+    let registry = Arc::new(registry);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", settings.listen))?;

@@ -1,5 +1,6 @@
 //! One integration-test binary: modules by subject.
 
+mod auth;
 #[cfg(feature = "native")]
 mod client;
 mod core;

@@ -1,4 +1,5 @@
-//! Settings from wrangler `[vars]`. Secrets are reserved for credentials (auth comes later).
+//! Settings from wrangler `[vars]`; the access-control policy and the token signing key from
+//! secrets (`wrangler secret put BERTH_AUTH_POLICY`, `BERTH_AUTH_KEY`), or vars in tests.
 
 use berth::Config;
 
@@ -12,6 +13,8 @@ pub struct Settings {
     /// Serve `/_berth/contract`, which runs the storage contract suite against the bucket.
     /// Only test configurations set it.
     pub contract_tests: bool,
+    /// The policy file's text and the signing key, when access control is on.
+    pub auth: Option<(String, String)>,
 }
 
 /// One `[vars]` entry, if set and not blank.
@@ -20,6 +23,15 @@ fn var(env: &worker::Env, name: &str) -> Option<String> {
         .ok()
         .map(|v| v.to_string())
         .filter(|v| !v.trim().is_empty())
+}
+
+/// A secret, or a var of that name (local tests pass `--var`).
+fn secret(env: &worker::Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| var(env, name))
 }
 
 fn flag(env: &worker::Env, name: &str, default: bool) -> bool {
@@ -79,6 +91,8 @@ impl Settings {
             config,
             part_size,
             contract_tests: flag(env, "BERTH_CONTRACT_TESTS", false),
+            auth: secret(env, "BERTH_AUTH_POLICY")
+                .map(|policy| (policy, secret(env, "BERTH_AUTH_KEY").unwrap_or_default())),
         }
     }
 }

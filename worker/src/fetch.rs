@@ -1,12 +1,15 @@
 //! The adapter: the fetch event becomes an `http::Request<berth::Body>`, goes through
 //! [`berth::Registry::handle`] over the R2 store, and comes back as a JS `Response`.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use http::{HeaderMap, StatusCode};
 use wasm_bindgen::JsValue;
 use worker::{console_error, event};
 
 use berth::error::InternalError;
-use berth::{Body, Registry};
+use berth::{Auth, Body, Registry};
 
 use crate::body::JsBody;
 use crate::config::Settings;
@@ -33,10 +36,37 @@ impl berth::Env for Platform {
     }
 }
 
+thread_local! {
+    /// The parsed policy, kept while the isolate lives: parsing is cheap, but its memory of
+    /// verified Basic logins saves a password hash per request.
+    static AUTH: RefCell<Option<(String, String, Arc<Auth>)>> = const { RefCell::new(None) };
+}
+
+/// The policy from the secrets, parsed once per isolate and secret values.
+fn auth(policy: &str, key: &str) -> Result<Arc<Auth>, String> {
+    AUTH.with(|cell| {
+        if let Some((p, k, auth)) = &*cell.borrow()
+            && p == policy
+            && k == key
+        {
+            return Ok(auth.clone());
+        }
+        let auth = Arc::new(Auth::new(policy, key.trim().as_bytes())?);
+        *cell.borrow_mut() = Some((policy.to_owned(), key.to_owned(), auth.clone()));
+        Ok(auth)
+    })
+}
+
 fn registry(env: &worker::Env) -> worker::Result<(Registry<R2Store>, Settings)> {
     let settings = Settings::from_env(env);
     let store = R2Store::new(env.bucket(BUCKET)?, settings.part_size);
-    let registry = Registry::new(store, Platform, settings.config.clone());
+    let mut registry = Registry::new(store, Platform, settings.config.clone());
+    if let Some((policy, key)) = &settings.auth {
+        // A policy that does not load shuts the registry rather than opening it.
+        let auth = auth(policy, key)
+            .map_err(|e| worker::Error::RustError(format!("BERTH_AUTH_POLICY: {e}")))?;
+        registry = registry.with_auth(auth);
+    }
     Ok((registry, settings))
 }
 
@@ -46,7 +76,15 @@ async fn fetch(
     env: worker::Env,
     _ctx: worker::Context,
 ) -> worker::Result<web_sys::Response> {
-    let (registry, settings) = registry(&env)?;
+    let (registry, settings) = match registry(&env) {
+        Ok(r) => r,
+        Err(e) => {
+            console_error!("berth: {e}");
+            let mut resp = http::Response::new(Body::from("berth is misconfigured; see its log\n"));
+            *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return response(resp);
+        }
+    };
     let req = request(&req)?;
     if settings.contract_tests {
         match req.uri().path() {
