@@ -5,6 +5,7 @@
 //! - [`store::NativeStore`]: both behind one [`crate::Storage`];
 //! - [`server`]: hyper 1 + tokio, graceful shutdown, request logs, upload purging;
 //! - [`config`]: flags, `BERTH_*` variables and the TOML file, merged into [`config::Settings`];
+//! - `stall`: cutting off request bodies and responses that stop moving;
 //! - [`sha256`]: a faster SHA-256 block function for x86-64 CPUs without SHA-NI.
 
 mod cache;
@@ -15,6 +16,7 @@ pub mod fs;
 pub mod layout;
 pub mod server;
 pub mod sha256;
+mod stall;
 pub mod store;
 
 use std::sync::Arc;
@@ -55,6 +57,9 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         .map_err(|e| format!("listening on {}: {e}", settings.listen))?;
     let options = server::Options {
         grace: settings.shutdown_grace,
+        header_timeout: settings.header_timeout,
+        max_header_size: settings.max_header_size,
+        stall_timeout: settings.stall_timeout,
         ..server::Options::default()
     };
     server::run(listener, registry, options, server::shutdown_signal())

@@ -8,8 +8,12 @@ mod crash;
 #[cfg(feature = "native")]
 mod fs;
 #[cfg(feature = "native")]
+mod hostile;
+#[cfg(feature = "native")]
 mod layout;
 mod lists;
 mod manifests;
+#[cfg(feature = "native")]
+mod races;
 #[cfg(feature = "native")]
 mod server;
