@@ -333,7 +333,11 @@ impl<S: Storage> Registry<S> {
         self.store
             .upload_finish(id, &session.store, &d, session.offset)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| match e {
+                // The session outlived its bytes (a crash between the two): start again.
+                StorageError::NotFound => unknown_upload(),
+                e => store_err(e),
+            })?;
         self.link_blob(&name, &d).await?;
         match self.store.meta_delete(&keys::upload(id)).await {
             Ok(()) | Err(StorageError::NotFound) => {}

@@ -163,6 +163,10 @@ pub fn spawn_berth(args: &[&str], cwd: &Path) -> (Child, SocketAddr) {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            // Shown when a test fails: what the server said went wrong.
+            if line.contains("ERROR") || line.contains("WARN") {
+                eprintln!("berth: {line}");
+            }
             if let Some(at) = line.find("listening on http://") {
                 let addr = line[at + "listening on http://".len()..].trim().to_owned();
                 if let Some(tx) = tx.take() {
