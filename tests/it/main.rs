@@ -12,6 +12,8 @@ mod hostile;
 #[cfg(feature = "native")]
 mod layout;
 mod lists;
+#[cfg(feature = "native")]
+mod load;
 mod manifests;
 #[cfg(feature = "native")]
 mod races;
