@@ -366,6 +366,23 @@ async fn short_bodies_and_huge_manifests() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 4"), "{text}");
 
+    // Lengths that cannot be trusted: refused by the HTTP parser, or by the registry.
+    let upload = "/v2/r/blobs/uploads/?digest=sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    for lengths in [
+        "content-length: 1\r\ncontent-length: 2",
+        "content-length: -1",
+        "content-length: 99999999999999999999999",
+        "content-length: 1x",
+    ] {
+        let req = format!("POST {upload} HTTP/1.1\r\nhost: x\r\n{lengths}\r\n\r\nxx");
+        let status = raw(s.addr, req.as_bytes()).await;
+        assert!(status.is_none_or(is_client_error), "{lengths}: {status:?}");
+    }
+    for last in ["..%2F..%2Foutside", "%00", &"z".repeat(5000)] {
+        let r = request(s.addr, "GET", &format!("/v2/_catalog?last={last}"), b"").await;
+        assert_eq!(r.status, 200, "last={last}");
+    }
+
     // A 50 MiB manifest, with and without Content-Length: 413, and the body need not be read.
     let big = vec![b' '; 50 << 20];
     let ct = ("content-type", "application/vnd.oci.image.manifest.v1+json");
@@ -489,7 +506,7 @@ async fn oversized_and_slow_heads() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off() {
     let s = start().await;
-    let data: Vec<u8> = (0..32u32 << 20).map(|i| (i * 7 >> 3) as u8).collect();
+    let data: Vec<u8> = (0..32u32 << 20).map(|i| ((i * 7) >> 3) as u8).collect();
     let d = Digest::sha256(&data).to_string();
     let r = request(
         s.addr,
