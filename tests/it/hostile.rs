@@ -36,6 +36,11 @@ impl Server {
 
 /// A server on `<tmp>/root`, with a file beside the root that must stay untouched.
 pub async fn start() -> Server {
+    start_with(LIMIT).await
+}
+
+/// [`start`] with `limit` as the header and stall timeouts.
+pub async fn start_with(limit: Duration) -> Server {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("outside"), b"keep").unwrap();
     let store = FsStore::open(dir.path().join("root")).await.unwrap();
@@ -43,8 +48,8 @@ pub async fn start() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let options = Options {
-        header_timeout: LIMIT,
-        stall_timeout: LIMIT,
+        header_timeout: limit,
+        stall_timeout: limit,
         ..Options::default()
     };
     tokio::spawn(server::run(

@@ -3,11 +3,12 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use berth::Digest;
 use tokio::task::JoinSet;
 
-use crate::hostile::start;
+use crate::hostile::start_with;
 use crate::server::client::{Conn, Reply, with_digest};
 
 const CLIENTS: usize = 16;
@@ -54,7 +55,8 @@ async fn get_checked(c: &mut Conn, path: &str, want: &Digest) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn same_blob_from_many_clients() {
-    let s = start().await;
+    // Long limits: readers keep their connections idle while writers run.
+    let s = start_with(Duration::from_secs(600)).await;
     let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
     let d = Digest::sha256(&data);
     let mut set = JoinSet::new();
@@ -89,7 +91,8 @@ async fn put_manifest(addr: SocketAddr, tag: &str, body: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_tag_moved_by_many_clients() {
-    let s = start().await;
+    // Long limits: readers keep their connections idle while writers run.
+    let s = start_with(Duration::from_secs(600)).await;
     let config = b"{}";
     let cd = Digest::sha256(config);
     let mut c = Conn::connect(s.addr).await.unwrap();
@@ -159,7 +162,8 @@ async fn push_image(c: &mut Conn, layer: &[u8], config: &[u8], manifest: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deletes_while_others_pull() {
-    let s = start().await;
+    // Long limits: readers keep their connections idle while writers run.
+    let s = start_with(Duration::from_secs(600)).await;
     let layer: Vec<u8> = (0..1u32 << 20).map(|i| (i * 13 % 256) as u8).collect();
     let ld = Digest::sha256(&layer);
     let config = b"{\"os\":\"linux\"}";
