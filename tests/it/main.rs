@@ -15,6 +15,7 @@ mod lists;
 #[cfg(feature = "native")]
 mod load;
 mod manifests;
+mod purge;
 #[cfg(feature = "native")]
 mod races;
 #[cfg(feature = "native")]
