@@ -21,8 +21,11 @@ pub mod route;
 pub mod storage;
 
 mod handlers;
-mod query;
-mod session;
+// Public only for the fuzz targets (fuzz/), which decode untrusted query strings and sessions.
+#[doc(hidden)]
+pub mod query;
+#[doc(hidden)]
+pub mod session;
 
 pub use auth::Auth;
 pub use body::{Body, ByteStream, ForeignBody};

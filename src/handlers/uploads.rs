@@ -333,7 +333,11 @@ impl<S: Storage> Registry<S> {
         self.store
             .upload_finish(id, &session.store, &d, session.offset)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| match e {
+                // The session outlived its bytes (a crash between the two): start again.
+                StorageError::NotFound => unknown_upload(),
+                e => store_err(e),
+            })?;
         self.link_blob(&name, &d).await?;
         match self.store.meta_delete(&keys::upload(id)).await {
             Ok(()) | Err(StorageError::NotFound) => {}
@@ -351,6 +355,17 @@ impl<S: Storage> Registry<S> {
         Ok(Reply::new(StatusCode::NO_CONTENT).empty())
     }
 
+    /// Whether upload `id` has a readable session that has not expired. A gone session is not
+    /// live, and neither is one that cannot be read.
+    async fn live_session(&self, id: &str, now: u64) -> Result<bool, StorageError> {
+        match self.store.meta_get(&keys::upload(id)).await {
+            Ok(stored) => Ok(serde_json::from_slice::<Session>(&stored.value)
+                .is_ok_and(|s| !s.expired(now, self.config.upload_expiry))),
+            Err(StorageError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Drop upload sessions idle for longer than the configured expiry, with their bytes.
     /// Returns how many were dropped. Adapters call it now and then.
     pub async fn purge_uploads(&self) -> Result<usize, StorageError> {
@@ -361,27 +376,31 @@ impl<S: Storage> Registry<S> {
             .await?;
         let mut dropped = 0;
         for id in ids {
+            // Look before claiming: a claim held on a live session, even briefly, would turn a
+            // client's request away with 409.
+            if self.live_session(&id, now).await? {
+                continue;
+            }
             let Some(_busy) = self.claim(&id) else {
                 continue;
             };
-            let stored = match self.store.meta_get(&keys::upload(&id)).await {
-                Ok(s) => s,
+            // Touched since the first look?
+            if self.live_session(&id, now).await? {
+                continue;
+            }
+            let state = match self.store.meta_get(&keys::upload(&id)).await {
+                Ok(s) => serde_json::from_slice::<Session>(&s.value)
+                    .map(|s| s.store)
+                    .unwrap_or_default(),
                 Err(StorageError::NotFound) => continue,
                 Err(e) => return Err(e),
             };
-            let session: Option<Session> = serde_json::from_slice(&stored.value).ok();
-            let expired = session
-                .as_ref()
-                .is_none_or(|s| s.expired(now, self.config.upload_expiry));
-            if expired {
-                let state = session.map(|s| s.store).unwrap_or_default();
-                self.store.upload_abort(&id, &state).await?;
-                match self.store.meta_delete(&keys::upload(&id)).await {
-                    Ok(()) | Err(StorageError::NotFound) => {}
-                    Err(e) => return Err(e),
-                }
-                dropped += 1;
+            self.store.upload_abort(&id, &state).await?;
+            match self.store.meta_delete(&keys::upload(&id)).await {
+                Ok(()) | Err(StorageError::NotFound) => {}
+                Err(e) => return Err(e),
             }
+            dropped += 1;
         }
         Ok(dropped)
     }

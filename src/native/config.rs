@@ -103,6 +103,28 @@ pub struct ServeArgs {
     /// Without it, anyone may pull, push and delete
     #[arg(long, env = "BERTH_AUTH", value_name = "FILE")]
     pub auth: Option<PathBuf>,
+
+    /// Limits against slow or hostile clients; see the README's "Hardening"
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Connection limits, each with a default a public deployment can keep.
+#[derive(Args, Debug, Default)]
+pub struct LimitArgs {
+    /// Time a client has to send a request's head; also how long an idle keep-alive
+    /// connection stays open [default: 30s]
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT", value_name = "TIME", value_parser = parse_secs)]
+    pub header_timeout: Option<u64>,
+
+    /// Largest request head (request line and headers); larger ones get 431 [default: 32K]
+    #[arg(long, env = "BERTH_MAX_HEADER_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub max_header_size: Option<u64>,
+
+    /// Longest pause allowed inside a request body or while a response is being read
+    /// [default: 60s]
+    #[arg(long, env = "BERTH_STALL_TIMEOUT", value_name = "TIME", value_parser = parse_secs)]
+    pub stall_timeout: Option<u64>,
 }
 
 /// Everything `berth serve` needs, resolved.
@@ -118,6 +140,9 @@ pub struct Settings {
     pub upload_expiry: u64,
     pub shutdown_grace: Duration,
     pub auth: Option<PathBuf>,
+    pub header_timeout: Duration,
+    pub max_header_size: usize,
+    pub stall_timeout: Duration,
 }
 
 /// The TOML file: the flags' names with `_`, every one optional.
@@ -135,6 +160,9 @@ struct FileConfig {
     upload_expiry: Option<Amount>,
     shutdown_grace: Option<Amount>,
     auth: Option<PathBuf>,
+    header_timeout: Option<Amount>,
+    max_header_size: Option<Amount>,
+    stall_timeout: Option<Amount>,
 }
 
 /// A number, or text with a unit suffix.
@@ -216,6 +244,27 @@ impl Settings {
                 .transpose()?
                 .unwrap_or(30),
         };
+        let pick = |flag: Option<u64>, file: Option<Amount>, unit, default| match flag {
+            Some(n) => Ok(n),
+            None => file
+                .map(|a| a.parse(unit))
+                .transpose()
+                .map(|v| v.unwrap_or(default)),
+        };
+        let limits = args.limits;
+        let header_timeout = pick(limits.header_timeout, file.header_timeout, parse_secs, 30)?;
+        let stall_timeout = pick(limits.stall_timeout, file.stall_timeout, parse_secs, 60)?;
+        let max_header_size = pick(
+            limits.max_header_size,
+            file.max_header_size,
+            parse_size,
+            32 << 10,
+        )?;
+        if header_timeout == 0 || stall_timeout == 0 || max_header_size < 1024 {
+            return Err("header-timeout and stall-timeout must be at least 1s, \
+                        max-header-size at least 1K"
+                .into());
+        }
         Ok(Settings {
             listen: args
                 .listen
@@ -234,6 +283,10 @@ impl Settings {
             upload_expiry,
             shutdown_grace: Duration::from_secs(shutdown_grace),
             auth: args.auth.or(file.auth.map(|a| base.join(a))),
+            header_timeout: Duration::from_secs(header_timeout),
+            max_header_size: usize::try_from(max_header_size)
+                .map_err(|_| "max-header-size is too large".to_owned())?,
+            stall_timeout: Duration::from_secs(stall_timeout),
         })
     }
 }
@@ -319,6 +372,13 @@ mod tests {
         assert_eq!(s.max_manifest_size, 4 << 20);
         assert_eq!(s.upload_expiry, 86400);
         assert!(!s.read_only && !s.no_deletes);
+        assert_eq!(s.header_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_header_size, 32 << 10);
+        assert_eq!(s.stall_timeout, Duration::from_secs(60));
+        let s = Settings::resolve(args(&["--header-timeout=5s", "--max-header-size=8K"])).unwrap();
+        assert_eq!(s.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.max_header_size, 8 << 10);
+        assert!(Settings::resolve(args(&["--stall-timeout=0"])).is_err());
     }
 
     #[test]

@@ -486,10 +486,11 @@ impl Storage for FsStore {
             let data = dir.join("data");
             let file = match OpenOptions::new().write(true).open(&data) {
                 Ok(f) => f,
-                // A finish that crashed after its rename: the blob is there.
+                // A finish that crashed after its rename, perhaps after removing the upload's
+                // directory too: the blob is there, and the core has checked its digest.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return match fs::metadata(&dest) {
-                        Ok(m) if m.len() == size && dir.exists() => {
+                        Ok(m) if m.len() == size => {
                             let _ = fs::remove_dir_all(&dir);
                             Ok(())
                         }

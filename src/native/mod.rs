@@ -6,6 +6,7 @@
 //! - [`server`]: hyper 1 + tokio, graceful shutdown, request logs, upload purging;
 //! - [`auth`]: loading the access-control policy, and the `berth auth` helpers;
 //! - [`config`]: flags, `BERTH_*` variables and the TOML file, merged into [`config::Settings`];
+//! - `stall`: cutting off request bodies and responses that stop moving;
 //! - [`sha256`]: a faster SHA-256 block function for x86-64 CPUs without SHA-NI.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod fs;
 pub mod layout;
 pub mod server;
 pub mod sha256;
+mod stall;
 pub mod store;
 
 use std::sync::Arc;
@@ -69,6 +71,9 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         .map_err(|e| format!("listening on {}: {e}", settings.listen))?;
     let options = server::Options {
         grace: settings.shutdown_grace,
+        header_timeout: settings.header_timeout,
+        max_header_size: settings.max_header_size,
+        stall_timeout: settings.stall_timeout,
         ..server::Options::default()
     };
     server::run(listener, registry, options, server::shutdown_signal())

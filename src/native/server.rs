@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::body::Body;
 use crate::error::InternalError;
+use crate::native::stall::{Stall, WriteStall};
 use crate::registry::Registry;
 use crate::storage::Storage;
 
@@ -31,9 +32,14 @@ use crate::storage::Storage;
 pub struct Options {
     /// How long requests in flight may run after the shutdown signal before connections close.
     pub grace: Duration,
-    /// A client must send a request's head within this time.
+    /// A client must send a request's head within this time. hyper starts this clock as soon
+    /// as it waits for a head, so it also closes keep-alive connections idle this long.
     pub header_timeout: Duration,
-    /// The connection's read buffer, which bounds the size of a request head.
+    /// The largest request head (request line and headers); past it, 431.
+    pub max_header_size: usize,
+    /// The longest a request body or a response may go without moving a byte.
+    pub stall_timeout: Duration,
+    /// The connection's read buffer.
     pub max_buf_size: usize,
     /// How often to drop expired uploads; by default a quarter of the expiry, at most 10 min.
     pub purge_every: Option<Duration>,
@@ -44,6 +50,8 @@ impl Default for Options {
         Options {
             grace: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
+            max_header_size: 32 * 1024,
+            stall_timeout: Duration::from_secs(60),
             max_buf_size: 256 * 1024,
             purge_every: None,
         }
@@ -68,7 +76,8 @@ pub async fn run<S: Storage>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout)
-        .max_buf_size(options.max_buf_size)
+        .max_header_size(options.max_header_size)
+        .max_buf_size(options.max_buf_size.max(options.max_header_size))
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
@@ -87,11 +96,13 @@ pub async fn run<S: Storage>(
         };
         let _ = stream.set_nodelay(true);
         let registry = registry.clone();
+        let stall = options.stall_timeout;
         let service = service_fn(move |req| {
             let registry = registry.clone();
-            async move { Ok::<_, Infallible>(handle(&registry, req).await) }
+            async move { Ok::<_, Infallible>(handle(&registry, req, stall).await) }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let io = TokioIo::new(WriteStall::new(stream, stall));
+        let conn = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection: {e}");
@@ -143,7 +154,11 @@ async fn purge<S: Storage>(registry: Arc<Registry<S>>, every: Duration) {
     }
 }
 
-async fn handle<S: Storage>(registry: &Registry<S>, req: Request<Incoming>) -> Response<Logged> {
+async fn handle<S: Storage>(
+    registry: &Registry<S>,
+    req: Request<Incoming>,
+    stall: Duration,
+) -> Response<Logged> {
     let start = Instant::now();
     let received = Arc::new(AtomicU64::new(0));
     // The path only: a query may carry tokens, and headers are never logged.
@@ -154,7 +169,11 @@ async fn handle<S: Storage>(registry: &Registry<S>, req: Request<Incoming>) -> R
         if incoming.is_end_stream() {
             Body::Empty
         } else {
-            Body::stream(RequestBody { incoming, counter })
+            Body::stream(RequestBody {
+                incoming,
+                counter,
+                stall: Stall::new(stall),
+            })
         }
     });
     let resp = registry.handle(req).await;
@@ -184,10 +203,11 @@ async fn handle<S: Storage>(registry: &Registry<S>, req: Request<Incoming>) -> R
     )
 }
 
-/// A request body as the core's byte stream.
+/// A request body as the core's byte stream; it fails if the client stops sending.
 struct RequestBody {
     incoming: Incoming,
     counter: Arc<AtomicU64>,
+    stall: Stall,
 }
 
 impl Stream for RequestBody {
@@ -195,7 +215,13 @@ impl Stream for RequestBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            let frame = match ready!(Pin::new(&mut self.incoming).poll_frame(cx)) {
+            let polled = Pin::new(&mut self.incoming).poll_frame(cx);
+            if polled.is_pending() {
+                let e = ready!(self.stall.waiting(cx, "request body"));
+                return Poll::Ready(Some(Err(e)));
+            }
+            self.stall.progress();
+            let frame = match ready!(polled) {
                 None => return Poll::Ready(None),
                 Some(Err(e)) => return Poll::Ready(Some(Err(io::Error::other(e)))),
                 Some(Ok(frame)) => frame,

@@ -147,7 +147,12 @@ pub mod client {
 /// Start the `berth` binary with `serve --listen 127.0.0.1:0` and `args` in `cwd`; its address,
 /// read from its log.
 pub fn spawn_berth(args: &[&str], cwd: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+    spawn_berth_bin(env!("CARGO_BIN_EXE_berth"), args, cwd)
+}
+
+/// [`spawn_berth`] with another build of the binary (the load test's release build).
+pub fn spawn_berth_bin(bin: &str, args: &[&str], cwd: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "info"])
         .args(args)
         .current_dir(cwd)
@@ -163,6 +168,10 @@ pub fn spawn_berth(args: &[&str], cwd: &Path) -> (Child, SocketAddr) {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            // Shown when a test fails: what the server said went wrong.
+            if line.contains("ERROR") || line.contains("WARN") {
+                eprintln!("berth: {line}");
+            }
             if let Some(at) = line.find("listening on http://") {
                 let addr = line[at + "listening on http://".len()..].trim().to_owned();
                 if let Some(tx) = tx.take() {
