@@ -221,7 +221,7 @@ struct ReferrersArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Server(berth::native::config::Command::Serve(args)) => serve(args),
+        Command::Server(berth::native::config::Command::Serve(args)) => serve(*args),
         Command::Server(berth::native::config::Command::Auth(cmd)) => {
             match berth::native::auth::run(cmd) {
                 Ok(()) => ExitCode::SUCCESS,

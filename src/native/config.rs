@@ -26,7 +26,7 @@ pub enum Command {
     ///
     /// Every flag can also be set with the BERTH_* variable shown, or in the --config file
     /// under the flag's name with `_` for `-`. A flag beats its variable, which beats the file.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Helpers for access control (`berth serve --auth FILE`).
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -346,7 +346,7 @@ mod tests {
         let mut argv = vec!["berth", "serve"];
         argv.extend_from_slice(list);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(a) => a,
+            Command::Serve(a) => *a,
             Command::Auth(_) => unreachable!(),
         }
     }
