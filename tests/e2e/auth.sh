@@ -7,7 +7,8 @@
 #   tests/e2e/auth.sh HOST:PORT
 #
 # skopeo with --creds, podman login then push and pull, the PyPI oras client with
-# credentials, anonymous pulls allowed and anonymous pushes refused, curl for the challenge and
+# credentials, berth's own client (token flow), anonymous pulls allowed and anonymous pushes
+# refused, curl for the challenge and
 # the token endpoint. Prints `ok - ...` / `not ok - ...` per check and a last line
 # `N passed, N failed`; exits 1 if anything failed. The blob-info caches are isolated as in
 # clients.sh (see its header).
@@ -225,6 +226,30 @@ fetch cat-alice -u alice:alice-pw "$BASE/v2/_catalog"
 s2=$(status_of "$LOG.h")
 if [ "$s1" = 401 ] && [[ "$c" == *'scope="registry:catalog:*"'* ]] && [ "$s2" = 200 ] && grep -q "$PREFIX/skopeo" "$LOG.b"; then ok "$name"
 else notok "$name" "anonymous $s1 ('$c'), alice $s2"; fi
+
+# ---------------------------------------------------------------------------- berth client
+# The Bearer challenge flow of berth's own client (token from the endpoint, cached per scope).
+ROOT=$(cd "$HERE/../.." && pwd)
+BERTH_BIN=${BERTH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/berth}
+if [ -x "$BERTH_BIN" ]; then
+    name="berth push with -u alice (Bearer token flow) lands the image under its digest"
+    if run berth-push bounded "$BERTH_BIN" push --insecure -q -u alice -p alice-pw "oci:$L:multi" "$R/berth:v1" &&
+        [ "$(cat "$OUT")" = "$MULTI_DIGEST" ]; then ok "$name"
+    else notok "$name" "$(why $?)" "$LOG"; fi
+
+    name="berth pull anonymously (anonymous token) verifies every digest"
+    if run berth-pull bounded "$BERTH_BIN" pull --insecure -q "$R/berth:v1" "oci:$WORK/out/berth:v1" &&
+        [ "$(cat "$OUT")" = "$MULTI_DIGEST" ]; then ok "$name"
+    else notok "$name" "$(why $?)" "$LOG"; fi
+
+    name="berth push anonymously is refused: the error says authentication is required"
+    if run berth-anon bounded "$BERTH_BIN" push --insecure -q "oci:$L:multi" "$R/berth-anon:v1"; then
+        notok "$name" "the anonymous push succeeded"
+    elif grep -qiE 'requires authentication|denied' "$LOG"; then ok "$name"
+    else notok "$name" "failed otherwise: $(why 1)" "$LOG"; fi
+else
+    notok "berth client checks" "no berth binary at $BERTH_BIN (cargo build --release)"
+fi
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
