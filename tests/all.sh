@@ -24,6 +24,7 @@ step "cargo tests" cargo test --workspace
 step "real clients against berth serve" bash tests/e2e/native.sh
 step "the Worker, locally" bash tests/worker.sh
 step "berth's client against the reference registry" bash tests/e2e/distribution.sh
+step "fuzz targets, 20 s each" bash tests/fuzz.sh
 
 echo
 ((failed)) && echo "failed steps: ${failures[*]}"
