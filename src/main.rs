@@ -36,16 +36,16 @@ enum Command {
     ///
     /// SOURCE is oci:DIR[:TAG], docker-archive:FILE, or a plain path (a directory is an OCI
     /// layout, a file a docker archive). DEST is HOST/NAME[:TAG].
-    Push(PushArgs),
+    Push(MoveArgs),
     /// Pull an image from a registry into an OCI layout directory.
     ///
     /// SOURCE is HOST/NAME[:TAG] or HOST/NAME@DIGEST; DEST is oci:DIR[:TAG] or a plain
     /// DIR[:TAG] (the tag defaults to the source's).
-    Pull(PullArgs),
+    Pull(MoveArgs),
     /// Copy an image between any two of: registry, OCI layout, docker archive (source only).
     ///
     /// Locations: HOST/NAME:TAG, HOST/NAME@DIGEST, oci:DIR[:TAG], docker-archive:FILE.
-    Copy(CopyArgs),
+    Copy(MoveArgs),
     /// List a repository's tags (HOST/NAME, or oci:DIR).
     Tags(TagsArgs),
     /// Show a manifest: media type, digest, platforms, config, layers and sizes.
@@ -121,32 +121,9 @@ struct TransferArgs {
     max_chunk_size: Option<u64>,
 }
 
+/// SOURCE and DEST of `push`, `pull` and `copy` (their help says which locations each takes).
 #[derive(Args, Debug)]
-struct PushArgs {
-    source: String,
-    dest: String,
-    #[command(flatten)]
-    transfer: TransferArgs,
-    #[command(flatten)]
-    conn: ConnArgs,
-    #[command(flatten)]
-    out: OutArgs,
-}
-
-#[derive(Args, Debug)]
-struct PullArgs {
-    source: String,
-    dest: String,
-    #[command(flatten)]
-    transfer: TransferArgs,
-    #[command(flatten)]
-    conn: ConnArgs,
-    #[command(flatten)]
-    out: OutArgs,
-}
-
-#[derive(Args, Debug)]
-struct CopyArgs {
+struct MoveArgs {
     source: String,
     dest: String,
     #[command(flatten)]

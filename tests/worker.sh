@@ -38,6 +38,40 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
+# serve LOG ARGS...: the last build under `wrangler dev` on a free port (PORT), its process
+# group in PGID (setsid: wrangler, its node child and both workerd processes), ARGS passed on.
+serve() {
+    local log=$1
+    shift
+    PORT=$("$NODE" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+    BERTH_SKIP_BUILD=1 setsid "$W/local.sh" "$PORT" "$@" >"$log" 2>&1 &
+    PGID=$!
+    for _ in $(seq 600); do
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/v2/" && return 0
+        kill -0 "$PGID" 2>/dev/null || break
+        sleep 0.2
+    done
+    echo "not ok - wrangler dev did not answer on 127.0.0.1:$PORT"
+    tail -n 20 "$log" | sed 's/^/#   /'
+    failed=$((failed + 1)); finish
+}
+
+# tally NAME OUT LOG: add OUT's closing `N passed, N failed` line to ours; on failures, show
+# the last lines of the wrangler log LOG.
+tally() {
+    local line
+    line=$(tail -n 1 "$2")
+    if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
+        [ "${BASH_REMATCH[2]}" = 0 ] && return
+    else
+        echo "not ok - $1 ended without its summary line"
+        failed=$((failed + 1))
+    fi
+    echo "# last lines of the wrangler log ($3):"
+    grep -v '^\s*$' "$3" | tail -n 15 | cut -c1-300 | sed 's/^/#   /'
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]
@@ -64,22 +98,7 @@ fi
 wasm=$(wc -c <"$W/build/index_bg.wasm") gz=$(gzip -9c "$W/build/index_bg.wasm" | wc -c)
 passed=$((passed + 1)); echo "ok - the Worker builds (wasm $wasm bytes, $gz gzipped)"
 
-PORT=$("$NODE" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-# setsid: wrangler, its node child and both workerd processes share one process group.
-BERTH_SKIP_BUILD=1 setsid "$W/local.sh" "$PORT" --persist-to "$WORK/r2" \
-    --var BERTH_CONTRACT_TESTS:1 >"$WORK/wrangler.log" 2>&1 &
-PGID=$!
-up=0
-for _ in $(seq 600); do
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/v2/"; then up=1; break; fi
-    kill -0 "$PGID" 2>/dev/null || break
-    sleep 0.2
-done
-if [ $up != 1 ]; then
-    echo "not ok - wrangler dev did not answer on 127.0.0.1:$PORT"
-    tail -n 20 "$WORK/wrangler.log" | sed 's/^/#   /'
-    failed=$((failed + 1)); finish
-fi
+serve "$WORK/wrangler.log" --persist-to "$WORK/r2" --var BERTH_CONTRACT_TESTS:1
 echo "# the Worker: pid $PGID on 127.0.0.1:$PORT, R2 state in $WORK/r2"
 
 # node --test's TAP: top-level results become our lines, diagnostics our comments.
@@ -103,49 +122,15 @@ fi
 
 echo "# tests/e2e/suites.sh 127.0.0.1:$PORT (real clients, then berth's own)"
 bash "$ROOT/tests/e2e/suites.sh" "127.0.0.1:$PORT" | tee "$WORK/clients.out" | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
-line=$(tail -n 1 "$WORK/clients.out")
-if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-    passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
-else
-    echo "not ok - suites.sh ended without its summary line"
-    failed=$((failed + 1))
-fi
-
-if [ "$failed" != 0 ]; then
-    echo "# last lines of the wrangler log ($WORK/wrangler.log):"
-    grep -v '^\s*$' "$WORK/wrangler.log" | tail -n 15 | cut -c1-300 | sed 's/^/#   /'
-fi
+tally suites.sh "$WORK/clients.out" "$WORK/wrangler.log"
 stop_server
 
 # Access control: the same build, the policy and key as vars (secrets in production).
 E2E="$ROOT/tests/e2e"
-PORT=$("$NODE" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-BERTH_SKIP_BUILD=1 setsid "$W/local.sh" "$PORT" --persist-to "$WORK/r2-auth" \
+serve "$WORK/wrangler-auth.log" --persist-to "$WORK/r2-auth" \
     --var "BERTH_AUTH_POLICY:$(cat "$E2E/auth-policy.toml")" \
-    --var "BERTH_AUTH_KEY:$(cat "$E2E/auth-e2e.key")" >"$WORK/wrangler-auth.log" 2>&1 &
-PGID=$!
-up=0
-for _ in $(seq 600); do
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/v2/"; then up=1; break; fi
-    kill -0 "$PGID" 2>/dev/null || break
-    sleep 0.2
-done
-if [ $up != 1 ]; then
-    echo "not ok - wrangler dev with BERTH_AUTH_POLICY did not answer on 127.0.0.1:$PORT"
-    tail -n 20 "$WORK/wrangler-auth.log" | sed 's/^/#   /'
-    failed=$((failed + 1)); finish
-fi
+    --var "BERTH_AUTH_KEY:$(cat "$E2E/auth-e2e.key")"
 echo "# tests/e2e/auth.sh 127.0.0.1:$PORT (the Worker with tests/e2e/auth-policy.toml)"
 bash "$E2E/auth.sh" "127.0.0.1:$PORT" | tee "$WORK/auth.out" | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
-line=$(tail -n 1 "$WORK/auth.out")
-if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-    passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
-    if [ "${BASH_REMATCH[2]}" != 0 ]; then
-        echo "# last lines of the wrangler log ($WORK/wrangler-auth.log):"
-        grep -v '^\s*$' "$WORK/wrangler-auth.log" | tail -n 15 | cut -c1-300 | sed 's/^/#   /'
-    fi
-else
-    echo "not ok - auth.sh ended without its summary line"
-    failed=$((failed + 1))
-fi
+tally auth.sh "$WORK/auth.out" "$WORK/wrangler-auth.log"
 finish

@@ -15,6 +15,7 @@ use super::{MANIFEST_TYPES, MAX_MANIFEST};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, OCI_INDEX};
 use crate::names::{Reference, RepoName};
+use crate::query::encode;
 
 /// A manifest as fetched: its bytes, media type and digest (verified).
 #[derive(Clone, Debug)]
@@ -505,19 +506,6 @@ fn parse_link(v: &str) -> Option<String> {
         return Some(part[start..end].to_owned());
     }
     None
-}
-
-/// Percent-encode a query value.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

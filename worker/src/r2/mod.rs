@@ -108,6 +108,15 @@ fn checksum_mismatch(expected: &Digest, message: &str) -> Option<StorageError> {
 }
 
 impl R2Store {
+    /// The object's metadata; `NotFound` when there is none.
+    async fn head(&self, key: &str) -> Result<Object> {
+        self.bucket
+            .head(key)
+            .await
+            .map_err(|e| r2_err("head", key, e))?
+            .ok_or(StorageError::NotFound)
+    }
+
     pub fn new(bucket: Bucket, part_size: u64) -> R2Store {
         R2Store {
             bucket,
@@ -122,12 +131,7 @@ impl R2Store {
             return Ok(l.clone());
         }
         let key = blob_key(d);
-        let obj = self
-            .bucket
-            .head(&key)
-            .await
-            .map_err(|e| r2_err("head", &key, e))?
-            .ok_or(StorageError::NotFound)?;
+        let obj = self.head(&key).await?;
         let located = located(key, &obj)?;
         self.located.borrow_mut().insert(d.clone(), located.clone());
         Ok(located)
@@ -372,15 +376,7 @@ impl Storage for R2Store {
 
     async fn meta_delete(&self, key: &str) -> Result<()> {
         let k = meta_key(key);
-        if self
-            .bucket
-            .head(&k)
-            .await
-            .map_err(|e| r2_err("head", &k, e))?
-            .is_none()
-        {
-            return Err(StorageError::NotFound);
-        }
+        self.head(&k).await?;
         self.bucket
             .delete(&k)
             .await

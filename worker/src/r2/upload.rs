@@ -364,16 +364,7 @@ impl R2Store {
         if st.len != offset {
             return Err(StorageError::Precondition);
         }
-        let key = open_key(id);
-        if self
-            .bucket
-            .head(&key)
-            .await
-            .map_err(|e| r2_err("head", &key, e))?
-            .is_none()
-        {
-            return Err(StorageError::NotFound);
-        }
+        self.head(&open_key(id)).await?;
         // The state we were given is saved, so what it lists to drop is garbage now.
         if !st.drop.is_empty() {
             let keys: Vec<String> = st.drop.iter().map(|k| pending_key(id, k)).collect();
@@ -420,16 +411,7 @@ impl R2Store {
         if st.len != size {
             return Err(StorageError::Precondition);
         }
-        let key = open_key(id);
-        if self
-            .bucket
-            .head(&key)
-            .await
-            .map_err(|e| r2_err("head", &key, e))?
-            .is_none()
-        {
-            return Err(StorageError::NotFound);
-        }
+        self.head(&open_key(id)).await?;
         self.complete(id, &st, Vec::new(), digest, size).await?;
         self.clear_upload(id).await
     }
