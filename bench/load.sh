@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 cargo build --release --bin berth
 ulimit -n 65536 2>/dev/null || true
 BERTH_LOAD_SECS=${1:-60} BERTH_LOAD_CLIENTS=${2:-256} BERTH_LOAD_BIN="$PWD/target/release/berth" \
-  cargo test --test it -- load::mixed_load_without_errors --exact --nocapture
+  cargo test -p berth-server --test it -- load::mixed_load_without_errors --exact --nocapture

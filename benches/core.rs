@@ -1,15 +1,15 @@
 //! Micro-benchmarks of the core: `Registry::handle` answering a manifest GET on the memory
-//! store, routing, and SHA-256 throughput (sha2's portable code, and the AVX2 block function
-//! the native server installs on CPUs without SHA-NI).
+//! store, routing, and SHA-256 throughput (sha2 as compiled; the native server's AVX2 block
+//! function is measured by `cargo bench -p berth-server`).
 //!
-//!   cargo bench --bench core
+//!   cargo bench -p berth --bench core
 //!
 //! Figures vary with the machine's load; compare runs of the same moment.
 
 use std::hint::black_box;
 
-use berth::registry::ManualEnv;
-use berth::{Body, Config, Digest, Hasher, MemoryStore, Registry};
+use berth::testing::ManualEnv;
+use berth::{Body, Config, Digest, MemoryStore, Registry};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{Method, Request, StatusCode};
@@ -128,31 +128,6 @@ fn hashing(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.bench_function("sha2 (as compiled: SHA-NI or portable)", |b| {
         b.iter(|| black_box(sha2::Sha256::digest(black_box(&data))))
-    });
-    if let Some(blocks) = berth::native::sha256::blocks() {
-        group.bench_function("AVX2 block function", |b| {
-            b.iter(|| {
-                let mut state = [0u32; 8];
-                blocks(&mut state, black_box(&data));
-                black_box(state)
-            })
-        });
-    }
-    // Last: installing is for the whole process. Hasher::update with whatever is installed.
-    let installed = berth::native::sha256::install();
-    let name = if installed {
-        "Hasher (AVX2 installed)"
-    } else {
-        "Hasher (sha2)"
-    };
-    group.bench_function(name, |b| {
-        b.iter(|| {
-            let mut h = Hasher::new(berth::Algorithm::Sha256);
-            for chunk in data.chunks(64 * 1024) {
-                h.update(chunk);
-            }
-            black_box(h.finish())
-        })
     });
     group.finish();
 }

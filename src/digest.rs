@@ -388,6 +388,20 @@ impl Checked {
         }
     }
 
+    /// Compare the digest, once; a no-op when feeding or already compared.
+    fn check_digest(&mut self) -> Result<(), BodyCheck> {
+        let Some(expected) = self.digest.take() else {
+            return Ok(());
+        };
+        let hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match hasher.map(Hasher::finish) {
+            Some(actual) if actual != expected => {
+                Err(BodyCheck::DigestMismatch { expected, actual })
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn fail(&mut self, check: BodyCheck) -> Poll<Option<io::Result<Bytes>>> {
         self.done = true;
         Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, check))))
@@ -421,6 +435,14 @@ impl Stream for Checked {
                 {
                     h.update(&chunk);
                 }
+                // With the length known, check at the last byte rather than after it: a
+                // consumer that stops at the length (an HTTP body with Content-Length) still
+                // sees a mismatch, in place of the last chunk.
+                if self.exact_len == Some(self.seen)
+                    && let Err(check) = self.check_digest()
+                {
+                    return self.fail(check);
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -434,14 +456,8 @@ impl Stream for Checked {
                     let got = self.seen;
                     return self.fail(BodyCheck::TooShort { expected, got });
                 }
-                if let Some(expected) = self.digest.take() {
-                    let hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    if let Some(h) = hasher {
-                        let actual = h.finish();
-                        if actual != expected {
-                            return self.fail(BodyCheck::DigestMismatch { expected, actual });
-                        }
-                    }
+                if let Err(check) = self.check_digest() {
+                    return self.fail(check);
                 }
                 self.done = true;
                 Poll::Ready(None)
@@ -532,6 +548,87 @@ mod tests {
 
     fn h_len() -> usize {
         sha2::Sha256::new().serialize().len()
+    }
+
+    /// The bulk path edits sha2's serialized state by offset: 8 state words (little-endian),
+    /// the block count (u64, little-endian), the buffered length, then the buffered bytes. If a
+    /// sha2 release changes that layout, this fails before any hash goes wrong.
+    #[test]
+    fn sha2_state_layout() {
+        const IV: [u32; 8] = [
+            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+            0x5be0cd19,
+        ];
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 13) as u8).collect();
+        let mut h = sha2::Sha256::new();
+        h.update(&data);
+        let saved = h.serialize();
+        assert_eq!(
+            saved.len(),
+            104,
+            "8 words, a count, a length and a 63-byte buffer"
+        );
+        let mut state = IV;
+        let blocks: Vec<[u8; 64]> = data[..192]
+            .chunks_exact(64)
+            .map(|c| c.try_into().unwrap())
+            .collect();
+        sha2::block_api::compress256(&mut state, &blocks);
+        for (i, word) in state.iter().enumerate() {
+            assert_eq!(saved[i * 4..i * 4 + 4], word.to_le_bytes(), "word {i}");
+        }
+        assert_eq!(saved[32..40], 3u64.to_le_bytes(), "blocks compressed");
+        assert_eq!(saved[40], 8, "bytes buffered");
+        assert_eq!(saved[41..49], data[192..], "the buffered bytes");
+    }
+
+    /// A consumer that stops at the announced length (as an HTTP body does) still sees a
+    /// mismatch: it replaces the last chunk.
+    #[test]
+    fn checked_fails_at_the_last_byte() {
+        use futures_util::{FutureExt, StreamExt};
+        let run = |chunks: &[&'static [u8]], digest: Digest, len: Option<u64>| {
+            let inner = futures_util::stream::iter(
+                chunks
+                    .iter()
+                    .map(|c| Ok(Bytes::from_static(c)))
+                    .collect::<Vec<_>>(),
+            );
+            let mut s = Checked::digest(Box::pin(inner), digest, len);
+            let mut out = Vec::new();
+            while let Some(item) = s.next().now_or_never().expect("ready") {
+                out.push(item.map_err(|e| BodyCheck::find(&e).cloned()));
+            }
+            out
+        };
+        let good = Digest::sha256(b"hello world");
+        let bad = Digest::sha256(b"other");
+        let got = run(&[b"hello ", b"world"], bad.clone(), Some(11));
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(
+            got[1],
+            Err(Some(BodyCheck::DigestMismatch { .. }))
+        ));
+        let got = run(&[b"hello ", b"world"], good.clone(), Some(11));
+        assert!(got.iter().all(Result::is_ok), "{got:?}");
+        let got = run(&[b"hello ", b"world"], bad, None);
+        assert_eq!(got.len(), 3, "without a length, at the end");
+        assert!(matches!(
+            got[2],
+            Err(Some(BodyCheck::DigestMismatch { .. }))
+        ));
+        let got = run(&[b"hello ", b"world", b"!"], good.clone(), Some(11));
+        assert!(
+            matches!(got[2], Err(Some(BodyCheck::TooLong { .. }))),
+            "{got:?}"
+        );
+        let got = run(&[b"hello "], good, Some(11));
+        assert!(
+            matches!(got[1], Err(Some(BodyCheck::TooShort { .. }))),
+            "{got:?}"
+        );
+        let empty = run(&[], Digest::sha256(b""), Some(0));
+        assert!(empty.is_empty(), "{empty:?}");
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub enum Code {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// Docker's code for an `n` that is not a count (400); the spec has none of its own.
+    PaginationNumberInvalid,
+    /// Docker's code for a registry that cannot serve now (its storage is down): 503.
+    Unavailable,
     Unknown,
 }
 
@@ -41,6 +45,8 @@ impl Code {
             Code::Denied => "DENIED",
             Code::Unsupported => "UNSUPPORTED",
             Code::TooManyRequests => "TOOMANYREQUESTS",
+            Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            Code::Unavailable => "UNAVAILABLE",
             Code::Unknown => "UNKNOWN",
         }
     }
@@ -56,6 +62,7 @@ impl Code {
             Code::Denied => StatusCode::FORBIDDEN,
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -101,6 +108,15 @@ impl RegistryError {
     /// A failure of the server, not the client: the detail goes to the log, not the response.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         let mut e = RegistryError::new(Code::Unknown, "internal error");
+        e.internal = Some(detail.to_string());
+        e
+    }
+
+    /// The storage behind the registry failed in a way that may pass: 503 with `Retry-After`;
+    /// the cause goes to the log.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        let mut e = RegistryError::new(Code::Unavailable, "storage is unavailable; try again")
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"));
         e.internal = Some(detail.to_string());
         e
     }

@@ -7,6 +7,14 @@
 //! repos/<name>/_blobs/<alg>/<hex>                  blob link (empty value)
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>:<hex>  subject -> referrer descriptor (JSON)
 //! uploads/<id>                                     upload session (JSON)
+//! gc/pins/<alg>/<hex>                              when a writer last relied on the blob (secs)
+//! gc/dying/<alg>/<hex>                             a garbage collection pass is deleting it
+//! gc/usage/<name>                                  the repository's usage (JSON)
+//! gc/repos/<name>                                  the repository holds blob links (the time
+//!                                                  of the latest new link), for passes to visit
+//!                                                  repositories the catalog does not list yet
+//! gc/state                                         an incremental pass in progress (the Worker)
+//! gc/last                                          the last pass's report (JSON)
 //! ```
 //! Name components never start with `_`, so `_tags` and friends cannot collide with a name.
 //! Stores that present foreign data as berth's (the OCI layout store) read keys with [`parse`].
@@ -16,6 +24,11 @@ use crate::names::{RepoName, Tag};
 
 pub const CATALOG: &str = "catalog/";
 pub const UPLOADS: &str = "uploads/";
+pub const PINS: &str = "gc/pins/";
+pub const DYING: &str = "gc/dying/";
+pub const LINKED: &str = "gc/repos/";
+pub const GC_STATE: &str = "gc/state";
+pub const GC_LAST: &str = "gc/last";
 
 pub fn catalog(name: &RepoName) -> String {
     format!("catalog/{name}")
@@ -61,12 +74,45 @@ pub fn upload(id: &str) -> String {
     format!("uploads/{id}")
 }
 
+pub fn pin(d: &Digest) -> String {
+    format!("{PINS}{}/{}", d.algorithm(), d.hex())
+}
+
+pub fn dying(d: &Digest) -> String {
+    format!("{DYING}{}/{}", d.algorithm(), d.hex())
+}
+
+pub fn linked(name: &RepoName) -> String {
+    format!("{LINKED}{name}")
+}
+
+pub fn usage(name: &RepoName) -> String {
+    format!("gc/usage/{name}")
+}
+
+/// A key listed under [`manifests`], [`blobs`], [`PINS`] or [`DYING`] (`<alg>/<hex>`), as the
+/// digest it names.
+pub fn digest_of(rel: &str) -> Option<Digest> {
+    let (alg, hex) = rel.split_once('/')?;
+    format!("{alg}:{hex}").parse().ok()
+}
+
+pub fn manifests(name: &RepoName) -> String {
+    format!("repos/{name}/_manifests/")
+}
+
+pub fn blobs(name: &RepoName) -> String {
+    format!("repos/{name}/_blobs/")
+}
+
 /// A key of the layout above, read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     Catalog(RepoName),
     Tags(RepoName),
     Tag(RepoName, Tag),
+    Manifests(RepoName),
+    Blobs(RepoName),
     Manifest(RepoName, Digest),
     Blob(RepoName, Digest),
     Referrers(RepoName, Digest),
@@ -91,6 +137,8 @@ pub fn parse(key: &str) -> Option<Key> {
     Some(match parts.as_slice() {
         ["_tags", ""] => Key::Tags(name),
         ["_tags", tag] => Key::Tag(name, tag.parse().ok()?),
+        ["_manifests", ""] => Key::Manifests(name),
+        ["_blobs", ""] => Key::Blobs(name),
         ["_manifests", alg, hex] => Key::Manifest(name, digest(alg, hex)?),
         ["_blobs", alg, hex] => Key::Blob(name, digest(alg, hex)?),
         ["_referrers", alg, hex, ""] => Key::Referrers(name, digest(alg, hex)?),
@@ -112,6 +160,8 @@ mod tests {
         let cases = [
             (catalog(&n), Key::Catalog(n.clone())),
             (tags(&n), Key::Tags(n.clone())),
+            (manifests(&n), Key::Manifests(n.clone())),
+            (blobs(&n), Key::Blobs(n.clone())),
             (tag(&n, &t), Key::Tag(n.clone(), t.clone())),
             (manifest(&n, &d), Key::Manifest(n.clone(), d.clone())),
             (blob(&n, &d), Key::Blob(n.clone(), d.clone())),

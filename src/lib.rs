@@ -1,24 +1,30 @@
-//! berth: an OCI Distribution registry.
+//! berth: the core of an OCI Distribution registry.
 //!
 //! The core is [`Registry::handle`]: a pure async function from an HTTP request to an HTTP
 //! response over a [`Storage`]. It does no I/O of its own, keeps no clock (time and upload ids
-//! come from an [`Env`]) and builds for `wasm32-unknown-unknown` without default features.
+//! come from an [`Env`]) and builds for `wasm32-unknown-unknown`. The homes around it bring the
+//! I/O: `berth-server` (hyper, the filesystem), `berth-worker` (Cloudflare Workers, R2), and
+//! `berth-client` speaks the same protocol from the other side.
+
+#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod body;
-#[cfg(feature = "native")]
-pub mod client;
 pub mod digest;
 pub mod error;
+pub mod events;
+pub mod gc;
 pub mod keys;
+pub mod links;
 pub mod manifest;
+pub mod mirror;
 pub mod names;
-#[cfg(feature = "native")]
-pub mod native;
 pub mod range;
 pub mod registry;
 pub mod route;
 pub mod storage;
+#[cfg(feature = "contract")]
+pub mod testing;
 
 mod handlers;
 // Public only for the fuzz targets (fuzz/), which decode untrusted query strings and sessions.
@@ -34,8 +40,8 @@ pub use error::{Code, RegistryError};
 pub use names::{Reference, RepoName, Tag};
 pub use registry::{Config, Env, Registry};
 pub use storage::{
-    BlobRead, ByteRange, ListOptions, PutMode, Storage, StorageError, Stored, Version,
-    memory::MemoryStore,
+    BlobEntry, BlobInfo, BlobRead, ByteRange, ListOptions, PutMode, RangeSpec, Storage,
+    StorageError, Stored, Version, memory::MemoryStore,
 };
 
 /// `Send` on native targets, nothing on wasm32, where JS values are not `Send`.

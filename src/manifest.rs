@@ -23,6 +23,10 @@ pub struct ManifestLink {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Digest>,
+    /// Seconds since the epoch when it was last pushed (0 for links written before berth kept
+    /// the time): garbage collection's grace, and retention, read it.
+    #[serde(default)]
+    pub at: u64,
 }
 
 /// A content descriptor, as far as berth needs it.
@@ -85,42 +89,100 @@ impl Manifest {
     }
 }
 
-/// Check a pushed manifest. `content_type` is the request's header, if any. The error says
-/// what is wrong, for MANIFEST_INVALID.
-pub fn inspect(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, String> {
-    let raw: Raw =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a valid manifest: {e}"))?;
+/// Why a pushed manifest is refused (MANIFEST_INVALID, with this as the message).
+#[derive(Debug)]
+pub enum ManifestError {
+    /// Not JSON, or not a manifest's shape.
+    Json(serde_json::Error),
+    /// `Content-Type` and the `mediaType` field disagree.
+    TypeMismatch { header: String, field: String },
+    /// Neither says what it is.
+    NoMediaType,
+    /// Docker schema 1, which berth does not store.
+    Schema1,
+    /// Not one of the manifest media types berth serves.
+    NotAManifest(String),
+    /// `schemaVersion` is not 2.
+    SchemaVersion,
+    /// An index or manifest list without `manifests`.
+    NoManifests,
+    /// An image manifest without `config` or `layers`.
+    NoConfigOrLayers,
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManifestError::Json(e) => write!(f, "not a valid manifest: {e}"),
+            ManifestError::TypeMismatch { header, field } => write!(
+                f,
+                "Content-Type {header} does not match the manifest's mediaType {field}"
+            ),
+            ManifestError::NoMediaType => f.write_str("no Content-Type and no mediaType"),
+            ManifestError::Schema1 => f.write_str("Docker schema 1 manifests are not supported"),
+            ManifestError::NotAManifest(t) => write!(
+                f,
+                "{t} is not a manifest media type (expected {OCI_MANIFEST}, {OCI_INDEX}, \
+                 {DOCKER_MANIFEST} or {DOCKER_LIST})"
+            ),
+            ManifestError::SchemaVersion => f.write_str("schemaVersion must be 2"),
+            ManifestError::NoManifests => f.write_str("an index needs a manifests array"),
+            ManifestError::NoConfigOrLayers => {
+                f.write_str("an image manifest needs a config and layers")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ManifestError::Json(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Check a pushed manifest. `content_type` is the request's header, if any.
+pub fn inspect(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
+    let raw: Raw = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
     let header = content_type
         .map(|c| c.split(';').next().unwrap_or("").trim())
         .filter(|c| !c.is_empty());
     if let (Some(h), Some(body)) = (header, raw.media_type.as_deref())
         && h != body
     {
-        return Err(format!(
-            "Content-Type {h} does not match the manifest's mediaType {body}"
-        ));
+        return Err(ManifestError::TypeMismatch {
+            header: h.to_owned(),
+            field: body.to_owned(),
+        });
     }
     let media_type = match header.or(raw.media_type.as_deref()) {
         Some(t) => t.to_owned(),
         None if raw.manifests.is_some() => OCI_INDEX.to_owned(),
         None if raw.config.is_some() => OCI_MANIFEST.to_owned(),
-        None => return Err("no Content-Type and no mediaType".into()),
+        None => return Err(ManifestError::NoMediaType),
     };
     if DOCKER_SCHEMA1.contains(&media_type.as_str()) {
-        return Err("Docker schema 1 manifests are not supported".into());
+        return Err(ManifestError::Schema1);
+    }
+    // Served back with this type: anything else (text/html...) would let a push plant a page.
+    // Artifacts are OCI image manifests whatever their artifactType.
+    if !is_known(&media_type) {
+        return Err(ManifestError::NotAManifest(media_type));
     }
     match raw.schema_version {
         Some(Value::Number(ref n)) if n.as_u64() == Some(2) => {}
-        None if !is_known(&media_type) => {}
-        _ => return Err("schemaVersion must be 2".into()),
+        _ => return Err(ManifestError::SchemaVersion),
     }
     let is_index = media_type == OCI_INDEX || media_type == DOCKER_LIST;
     let is_image = media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST;
     if is_index && raw.manifests.is_none() {
-        return Err("an index needs a manifests array".into());
+        return Err(ManifestError::NoManifests);
     }
-    if is_image && (raw.config.is_none() || raw.layers.is_none() && media_type == DOCKER_MANIFEST) {
-        return Err("an image manifest needs a config and layers".into());
+    // `"layers": null` reads as absent: refused too.
+    if is_image && (raw.config.is_none() || raw.layers.is_none()) {
+        return Err(ManifestError::NoConfigOrLayers);
     }
     let config_media_type = raw.config.as_ref().map(|c| c.media_type.clone());
     let mut blobs: Vec<Descriptor> = raw.config.into_iter().collect();
@@ -175,6 +237,7 @@ mod tests {
         assert!(
             inspect(image.as_bytes(), Some(OCI_INDEX))
                 .unwrap_err()
+                .to_string()
                 .contains("does not match")
         );
 
@@ -205,6 +268,51 @@ mod tests {
         ];
         for c in cases {
             assert!(inspect(c.as_bytes(), None).is_err(), "{c}");
+        }
+        let config = format!(
+            r#""config":{{"mediaType":"x","digest":"{}","size":1}}"#,
+            d(1)
+        );
+        for (body, content_type) in [
+            // Not a manifest type, by header or by field.
+            (
+                format!(r#"{{"schemaVersion":2,{config},"layers":[],"x":"<script>"}}"#),
+                Some("text/html"),
+            ),
+            (
+                format!(r#"{{"schemaVersion":2,"mediaType":"text/html",{config},"layers":[]}}"#),
+                None,
+            ),
+            (
+                format!(r#"{{"schemaVersion":2,{config},"layers":[]}}"#),
+                Some("application/json"),
+            ),
+            (
+                format!(
+                    r#"{{"schemaVersion":2,"mediaType":"application/vnd.example.thing",{config},"layers":[]}}"#
+                ),
+                Some("application/vnd.example.thing"),
+            ),
+            // An image manifest without layers, or with null layers.
+            (
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}",{config}}}"#),
+                Some(OCI_MANIFEST),
+            ),
+            (
+                format!(
+                    r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}",{config},"layers":null}}"#
+                ),
+                Some(OCI_MANIFEST),
+            ),
+            (
+                format!(r#"{{"schemaVersion":2,{config},"layers":null}}"#),
+                None,
+            ),
+        ] {
+            assert!(
+                inspect(body.as_bytes(), content_type).is_err(),
+                "{body} as {content_type:?}"
+            );
         }
         let deep = "[".repeat(100_000);
         assert!(inspect(deep.as_bytes(), Some(OCI_MANIFEST)).is_err());

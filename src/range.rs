@@ -1,58 +1,32 @@
 //! `Range` (blob reads) and `Content-Range` (upload chunks) arithmetic.
 
-use crate::storage::ByteRange;
+use crate::storage::{ByteRange, RangeSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeError {
-    /// Not `bytes=<first>-[<last>]` or `bytes=-<suffix>`.
-    Malformed,
-    /// More than one range: berth serves one.
-    Multiple,
-    /// Well formed, but outside the blob.
-    Unsatisfiable,
-}
-
-/// The range a `Range` header asks of a blob of `size` bytes (RFC 9110 §14.1.2).
-pub fn parse_range(header: &str, size: u64) -> Result<ByteRange, RangeError> {
-    let spec = header
-        .trim()
-        .strip_prefix("bytes=")
-        .ok_or(RangeError::Malformed)?
-        .trim();
+/// The range a `Range` header asks for (RFC 9110 §14.1.2), to be resolved against the blob's
+/// size by the store ([`RangeSpec::resolve`]). `None` for anything but one well-formed byte
+/// range: a server may ignore such a header and send the whole blob, and berth does.
+pub fn parse_range(header: &str) -> Option<RangeSpec> {
+    let spec = header.trim().strip_prefix("bytes=")?.trim();
     if spec.contains(',') {
-        return Err(RangeError::Multiple);
+        return None;
     }
-    let (first, last) = spec.split_once('-').ok_or(RangeError::Malformed)?;
-    let num = |s: &str| -> Result<u64, RangeError> {
+    let (first, last) = spec.split_once('-')?;
+    let num = |s: &str| -> Option<u64> {
         if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(RangeError::Malformed);
+            return None;
         }
         // Absurdly long numbers are still numbers: saturate rather than refuse.
-        Ok(s.parse().unwrap_or(u64::MAX))
+        Some(s.parse().unwrap_or(u64::MAX))
     };
     if first.is_empty() {
-        let suffix = num(last)?;
-        if suffix == 0 || size == 0 {
-            return Err(RangeError::Unsatisfiable);
-        }
-        return Ok(ByteRange {
-            start: size.saturating_sub(suffix),
-            end: size,
-        });
+        return Some(RangeSpec::Suffix(num(last)?));
     }
-    let start = num(first)?;
-    let end = if last.is_empty() {
-        size
-    } else {
-        num(last)?.saturating_add(1).min(size)
+    let first = num(first)?;
+    let last = match last {
+        "" => None,
+        l => Some(num(l)?).filter(|l| *l >= first).map(Some)?,
     };
-    if !last.is_empty() && num(last)? < start {
-        return Err(RangeError::Malformed);
-    }
-    if start >= size {
-        return Err(RangeError::Unsatisfiable);
-    }
-    Ok(ByteRange { start, end })
+    Some(RangeSpec::From { first, last })
 }
 
 /// `Content-Range: bytes <first>-<last>/<size>` for a 206.
@@ -105,32 +79,37 @@ mod tests {
 
     #[test]
     fn ranges() {
-        use RangeError::*;
-        let cases: &[(&str, u64, Result<ByteRange, RangeError>)] = &[
-            ("bytes=0-0", 10, Ok(r(0, 1))),
-            ("bytes=0-9", 10, Ok(r(0, 10))),
-            ("bytes=0-99", 10, Ok(r(0, 10))),
-            ("bytes=5-", 10, Ok(r(5, 10))),
-            ("bytes=-3", 10, Ok(r(7, 10))),
-            ("bytes=-30", 10, Ok(r(0, 10))),
-            ("bytes=9-9", 10, Ok(r(9, 10))),
-            ("bytes=0-99999999999999999999999", 10, Ok(r(0, 10))),
-            ("bytes=10-", 10, Err(Unsatisfiable)),
-            ("bytes=10-20", 10, Err(Unsatisfiable)),
-            ("bytes=-0", 10, Err(Unsatisfiable)),
-            ("bytes=0-", 0, Err(Unsatisfiable)),
-            ("bytes=-1", 0, Err(Unsatisfiable)),
-            ("bytes=5-4", 10, Err(Malformed)),
-            ("bytes=a-b", 10, Err(Malformed)),
-            ("bytes=-", 10, Err(Malformed)),
-            ("bytes=", 10, Err(Malformed)),
-            ("items=0-1", 10, Err(Malformed)),
-            ("0-1", 10, Err(Malformed)),
-            ("bytes=+1-2", 10, Err(Malformed)),
-            ("bytes=0-1,3-4", 10, Err(Multiple)),
+        let cases: &[(&str, u64, Option<ByteRange>)] = &[
+            ("bytes=0-0", 10, Some(r(0, 1))),
+            ("bytes=0-9", 10, Some(r(0, 10))),
+            ("bytes=0-99", 10, Some(r(0, 10))),
+            ("bytes=5-", 10, Some(r(5, 10))),
+            ("bytes=-3", 10, Some(r(7, 10))),
+            ("bytes=-30", 10, Some(r(0, 10))),
+            ("bytes=9-9", 10, Some(r(9, 10))),
+            ("bytes=0-99999999999999999999999", 10, Some(r(0, 10))),
+            ("bytes=10-", 10, None),
+            ("bytes=10-20", 10, None),
+            ("bytes=-0", 10, None),
+            ("bytes=0-", 0, None),
+            ("bytes=-1", 0, None),
         ];
         for (h, size, want) in cases {
-            assert_eq!(parse_range(h, *size), *want, "{h} of {size}");
+            let spec = parse_range(h).unwrap_or_else(|| panic!("{h} parses"));
+            assert_eq!(spec.resolve(*size), *want, "{h} of {size}");
+        }
+        // Not one well-formed byte range: ignored (the whole blob is sent).
+        for h in [
+            "bytes=5-4",
+            "bytes=a-b",
+            "bytes=-",
+            "bytes=",
+            "items=0-1",
+            "0-1",
+            "bytes=+1-2",
+            "bytes=0-1,3-4",
+        ] {
+            assert_eq!(parse_range(h), None, "{h}");
         }
         assert_eq!(content_range(r(0, 10), 10), "bytes 0-9/10");
         assert_eq!(unsatisfied(10), "bytes */10");

@@ -22,8 +22,23 @@ pub enum Route<'a> {
     Upload { name: &'a str, id: &'a str },
     /// end-12: `/v2/<name>/referrers/<digest>`
     Referrers { name: &'a str, digest: &'a str },
+    /// berth's read-only extension for the web page (`handlers/browse.rs`), in the spec's
+    /// extension naming: `/v2/_berth/<what>` and `/v2/<name>/_berth/<what>`.
+    Berth(Ext<'a>),
     /// Anything else.
     Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ext<'a> {
+    /// `/v2/_berth/repositories`: the repositories the caller may pull, with summaries.
+    Repositories,
+    /// `/v2/_berth/gc`: the last garbage collection pass.
+    Gc,
+    /// `/v2/<name>/_berth/summary`: tags, last push, usage, what the caller may do.
+    Summary { name: &'a str },
+    /// `/v2/<name>/_berth/tags`: tags with digest, size, platforms and push time.
+    Tags { name: &'a str },
 }
 
 pub fn parse(path: &str) -> Route<'_> {
@@ -33,6 +48,8 @@ pub fn parse(path: &str) -> Route<'_> {
     match rest {
         "" | "/" => return Route::Base,
         "/_catalog" => return Route::Catalog,
+        "/_berth/repositories" => return Route::Berth(Ext::Repositories),
+        "/_berth/gc" => return Route::Berth(Ext::Gc),
         _ => {}
     }
     let Some(rest) = rest.strip_prefix('/') else {
@@ -40,6 +57,13 @@ pub fn parse(path: &str) -> Route<'_> {
     };
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Route::Tags { name };
+    }
+    // No name component starts with `_`, so these suffixes cannot be part of a name.
+    if let Some(name) = rest.strip_suffix("/_berth/summary") {
+        return Route::Berth(Ext::Summary { name });
+    }
+    if let Some(name) = rest.strip_suffix("/_berth/tags") {
+        return Route::Berth(Ext::Tags { name });
     }
     let marker = ["/manifests/", "/blobs/", "/referrers/"]
         .into_iter()
@@ -137,6 +161,12 @@ mod tests {
                     name: "blobs/uploads",
                 },
             ),
+            ("/v2/_berth/repositories", Berth(Ext::Repositories)),
+            ("/v2/_berth/gc", Berth(Ext::Gc)),
+            ("/v2/a/b/_berth/tags", Berth(Ext::Tags { name: "a/b" })),
+            ("/v2/a/_berth/summary", Berth(Ext::Summary { name: "a" })),
+            ("/v2/_berth/other", Unknown),
+            ("/v2/a/_berth/other", Unknown),
             ("/v2/a/manifests/", Unknown),
             ("/v2/a/blobs/", Unknown),
             ("/v2/a/referrers/", Unknown),

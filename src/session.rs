@@ -5,6 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Algorithm, Hasher};
 
+/// Whether `id` can be an upload id ([`crate::Env::new_id`]'s alphabet and length). Ids arrive
+/// in paths: anything else cannot be one, and must never reach a store.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     /// The repository the upload belongs to.
@@ -20,6 +30,9 @@ pub struct Session {
     pub touched: u64,
     /// The store's own state for this upload (multipart ids, parts...).
     pub store: String,
+    /// Who started it (access control's principal), if anyone: only they may go on with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Session {
@@ -31,6 +44,7 @@ impl Session {
             algorithm_fixed: fixed,
             touched: now,
             store,
+            owner: None,
         }
     }
 

@@ -19,10 +19,13 @@ step() {
   fi
 }
 
-step "core builds for wasm32" cargo build --lib --target wasm32-unknown-unknown --no-default-features
+step "core builds for wasm32" cargo build -p berth --lib --target wasm32-unknown-unknown
 step "cargo tests" cargo test --workspace
 step "real clients against berth serve" bash tests/e2e/native.sh
+step "berth serve over TLS: skopeo, curl --http2, certificate renewal" bash tests/ops.sh
+step "berth serve x3 on S3 (SeaweedFS)" bash tests/s3.sh
 step "the Worker, locally" bash tests/worker.sh
+step "the web page in chromium" bash tests/ui.sh
 step "berth's client against the reference registry" bash tests/e2e/distribution.sh
 step "fuzz targets, 20 s each" bash tests/fuzz.sh
 

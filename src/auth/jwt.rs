@@ -9,6 +9,8 @@ use p256::ecdsa::signature::Verifier as _;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::policy::PolicyError;
+
 /// Longer tokens are refused before any work is done on them.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 
@@ -88,9 +90,10 @@ impl std::fmt::Debug for Key {
 
 impl Key {
     /// An ES256 key from its PEM public key (`-----BEGIN PUBLIC KEY-----`).
-    pub fn es256_pem(kid: &str, issuer: &str, pem: &str) -> Result<Key, String> {
-        let key =
-            p256_pem(pem).ok_or_else(|| format!("key {kid}: not a P-256 public key in PEM"))?;
+    pub fn es256_pem(kid: &str, issuer: &str, pem: &str) -> Result<Key, PolicyError> {
+        let key = p256_pem(pem).ok_or_else(|| {
+            PolicyError::invalid(format!("key {kid}"), "not a P-256 public key in PEM")
+        })?;
         Ok(Key::Es256 {
             kid: kid.into(),
             issuer: issuer.into(),

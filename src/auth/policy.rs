@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::password::PasswordHash;
+use super::password::{HashError, PasswordHash};
 use super::scope::Actions;
 
 /// Who is asking, as far as the policy is concerned.
@@ -125,15 +125,67 @@ struct RuleFile {
     actions: Vec<String>,
 }
 
+/// Why a policy file does not load: where in it, and what is wrong.
+#[derive(Debug)]
+pub enum PolicyError {
+    /// Not TOML, or not a policy's shape (unknown keys included).
+    Syntax(toml::de::Error),
+    /// The token signing key is shorter than `min` bytes.
+    ShortKey { min: usize },
+    /// A user's password hash cannot be read.
+    Hash { user: String, source: HashError },
+    /// A setting, user, group, rule or key that cannot be used: `at` names it.
+    Invalid { at: String, problem: String },
+}
+
+impl PolicyError {
+    pub(crate) fn invalid(at: impl Into<String>, problem: impl Into<String>) -> PolicyError {
+        PolicyError::Invalid {
+            at: at.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyError::Syntax(e) => write!(f, "{e}"),
+            PolicyError::ShortKey { min } => write!(
+                f,
+                "the signing key must be at least {min} bytes (berth auth gen-key)"
+            ),
+            PolicyError::Hash { user, source } => write!(f, "user {user}: {source}"),
+            PolicyError::Invalid { at, problem } => write!(f, "{at}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PolicyError::Syntax(e) => Some(e),
+            PolicyError::Hash { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
 impl Policy {
-    pub fn from_file(file: &PolicyFile) -> Result<Policy, String> {
+    pub fn from_file(file: &PolicyFile) -> Result<Policy, PolicyError> {
         let mut users = BTreeMap::new();
         for (name, u) in &file.users {
             if name.is_empty() || name.contains(':') || name == "anonymous" || name == "*" {
-                return Err(format!("user name {name:?} is reserved or has a ':'"));
+                return Err(PolicyError::invalid(
+                    format!("user name {name:?}"),
+                    "reserved, or has a ':'",
+                ));
             }
             let password =
-                PasswordHash::parse(&u.password).map_err(|e| format!("user {name}: {e}"))?;
+                PasswordHash::parse(&u.password).map_err(|source| PolicyError::Hash {
+                    user: name.clone(),
+                    source,
+                })?;
             let mut groups = u.groups.clone();
             for (g, members) in &file.groups {
                 if members.contains(name) {
@@ -149,7 +201,10 @@ impl Policy {
         }
         for (g, members) in &file.groups {
             if let Some(m) = members.iter().find(|m| !users.contains_key(*m)) {
-                return Err(format!("group {g}: no user {m:?}"));
+                return Err(PolicyError::invalid(
+                    format!("group {g}"),
+                    format!("no user {m:?}"),
+                ));
             }
         }
         let mut rules = Vec::new();
@@ -167,8 +222,9 @@ impl Policy {
                 ),
                 "authenticated" => (vec![(vec![Who::AnyUser], Actions::ALL)], vec![Who::AnyUser]),
                 other => {
-                    return Err(format!(
-                        "default = {other:?}: expected open, anonymous-pull, authenticated or none"
+                    return Err(PolicyError::invalid(
+                        format!("default = {other:?}"),
+                        "expected open, anonymous-pull, authenticated or none",
                     ));
                 }
             };
@@ -182,17 +238,19 @@ impl Policy {
         for (i, r) in file.rules.iter().enumerate() {
             let mut actions = Actions::NONE;
             for a in &r.actions {
-                actions = actions.union(
-                    Actions::parse_one(a)
-                        .ok_or_else(|| format!("rule {}: unknown action {a:?}", i + 1))?,
-                );
+                actions = actions.union(Actions::parse_one(a).ok_or_else(|| {
+                    PolicyError::invalid(format!("rule {}", i + 1), format!("unknown action {a:?}"))
+                })?);
             }
             let who: Vec<Who> = r.who.iter().map(|w| Who::parse(w)).collect();
             for w in &who {
                 if let Who::User(u) = w
                     && !users.contains_key(u)
                 {
-                    return Err(format!("rule {}: no user {u:?}", i + 1));
+                    return Err(PolicyError::invalid(
+                        format!("rule {}", i + 1),
+                        format!("no user {u:?}"),
+                    ));
                 }
             }
             rules.push(Rule {
@@ -213,6 +271,12 @@ impl Policy {
     /// The user, if `password` is theirs.
     pub fn password_hash(&self, user: &str) -> Option<&PasswordHash> {
         self.users.get(user).map(|u| &u.password)
+    }
+
+    /// The most rounds any user's hash has (the unknown-user dummy hashes with it, so that
+    /// timing does not tell users apart from strangers).
+    pub fn max_iterations(&self) -> Option<u32> {
+        self.users.values().map(|u| u.password.iterations()).max()
     }
 
     pub fn has_user(&self, user: &str) -> bool {
@@ -257,20 +321,30 @@ impl Policy {
 /// but `/`; anything else matches itself.
 pub fn glob(pattern: &str, name: &str) -> bool {
     let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    glob_at(p, n)
+    // Memoised on (pattern offset, name offset): `**a**a**a**b` on a long name would otherwise
+    // backtrack exponentially. At most (|p|+1)(|n|+1) states, each settled once.
+    let mut memo = vec![None; (p.len() + 1) * (n.len() + 1)];
+    glob_at(p, n, 0, 0, &mut memo)
 }
 
-fn glob_at(p: &[u8], n: &[u8]) -> bool {
-    match p {
-        [] => n.is_empty(),
-        [b'*', b'*', rest @ ..] => (0..=n.len()).any(|i| glob_at(rest, &n[i..])),
-        [b'*', rest @ ..] => {
-            let seg = n.iter().position(|&c| c == b'/').unwrap_or(n.len());
-            (0..=seg).any(|i| glob_at(rest, &n[i..]))
-        }
-        [b'?', rest @ ..] => matches!(n, [c, tail @ ..] if *c != b'/' && glob_at(rest, tail)),
-        [c, rest @ ..] => matches!(n, [d, tail @ ..] if c == d && glob_at(rest, tail)),
+fn glob_at(p: &[u8], n: &[u8], i: usize, j: usize, memo: &mut [Option<bool>]) -> bool {
+    let slot = i * (n.len() + 1) + j;
+    if let Some(known) = memo[slot] {
+        return known;
     }
+    let (pr, nr) = (&p[i..], &n[j..]);
+    let found = match pr {
+        [] => nr.is_empty(),
+        [b'*', b'*', ..] => (j..=n.len()).any(|k| glob_at(p, n, i + 2, k, memo)),
+        [b'*', ..] => {
+            let seg = nr.iter().position(|&c| c == b'/').unwrap_or(nr.len());
+            (j..=j + seg).any(|k| glob_at(p, n, i + 1, k, memo))
+        }
+        [b'?', ..] => matches!(nr, [c, ..] if *c != b'/') && glob_at(p, n, i + 1, j + 1, memo),
+        [c, ..] => matches!(nr, [d, ..] if c == d) && glob_at(p, n, i + 1, j + 1, memo),
+    };
+    memo[slot] = Some(found);
+    found
 }
 
 #[cfg(test)]
@@ -298,20 +372,24 @@ mod tests {
             ("exact", "exactly", false),
             ("", "", true),
         ];
+        // Would backtrack for ages without the memo.
+        let long = "a".repeat(200);
+        assert!(!glob("**a**a**a**a**a**a**b", &long));
+        assert!(!glob("*a*a*a*a*a*a*a*a*b", &long));
         for (p, n, want) in cases {
             assert_eq!(glob(p, n), want, "{p} ~ {n}");
         }
     }
 
-    const HASH: &str = "$pbkdf2-sha256$i=1$MDEyMzQ1Njc4OWFiY2RlZg$\
-                        AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const HASH: &str = "$pbkdf2-sha256$i=1000$MDEyMzQ1Njc4OWFiY2RlZg$\
+                        /X9S2Mwm1REvqIvFiD2Q4z8UsKrbhgi7qZ2jzSKV4Wc";
 
-    fn policy(extra: &str) -> Result<Policy, String> {
+    fn policy(extra: &str) -> Result<Policy, PolicyError> {
         let text = format!(
             "{extra}\n[users.alice]\npassword = \"{HASH}\"\ngroups = [\"dev\"]\n\
              [users.bob]\npassword = \"{HASH}\"\n[users.ci]\npassword = \"{HASH}\"\nread_only = true\n"
         );
-        let file: PolicyFile = toml::from_str(&text).map_err(|e| e.to_string())?;
+        let file: PolicyFile = toml::from_str(&text).map_err(PolicyError::Syntax)?;
         Policy::from_file(&file)
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use http::Method;
 
 use crate::names::RepoName;
-use crate::route::Route;
+use crate::route::{Ext, Route};
 
 /// A set of repository actions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,6 +81,9 @@ pub enum Need {
     Login,
     /// `/v2/_catalog`.
     Catalog,
+    /// Anyone, signed in or not: the answer holds only what the caller may pull
+    /// (`/v2/_berth/repositories`).
+    Browse,
     Repo {
         name: RepoName,
         actions: Actions,
@@ -104,7 +107,9 @@ pub fn need(route: Route<'_>, method: &Method) -> Need {
     let (name, actions) = match route {
         Route::Unknown => return Need::Nothing,
         Route::Base => return Need::Login,
-        Route::Catalog => return Need::Catalog,
+        Route::Catalog | Route::Berth(Ext::Gc) => return Need::Catalog,
+        Route::Berth(Ext::Repositories) => return Need::Browse,
+        Route::Berth(Ext::Summary { name } | Ext::Tags { name }) => (name, Actions::PULL),
         Route::Tags { name } | Route::Referrers { name, .. } => (name, Actions::PULL),
         Route::Manifest { name, .. } | Route::Blob { name, .. } => {
             // Methods the endpoint refuses with 405 need pull, so outsiders learn nothing.
@@ -180,6 +185,10 @@ mod tests {
             ("/v2/a/blobs/uploads/x", M::PATCH, repo("a", Actions::PUSH)),
             ("/v2/a/blobs/uploads/x", M::DELETE, repo("a", Actions::PUSH)),
             ("/v2/a/referrers/sha256:0", M::GET, repo("a", Actions::PULL)),
+            ("/v2/_berth/repositories", M::GET, Need::Browse),
+            ("/v2/_berth/gc", M::GET, Need::Catalog),
+            ("/v2/a/_berth/tags", M::GET, repo("a", Actions::PULL)),
+            ("/v2/a/_berth/summary", M::DELETE, repo("a", Actions::PULL)),
             ("/v2/A/manifests/x", M::GET, Need::Nothing),
             ("/nowhere", M::GET, Need::Nothing),
         ];

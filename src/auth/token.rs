@@ -37,7 +37,8 @@ impl Auth {
         let caller = match self.identify(parts, now) {
             Ok(c @ (Caller::Nobody | Caller::Anonymous | Caller::User(_))) => c,
             // Refresh tokens are not issued, so a Bearer credential here is a mistake too.
-            Ok(Caller::Token(_)) | Err(()) => {
+            Err(super::Refused::Throttled) => return Err(super::throttled()),
+            Ok(Caller::Token(_)) | Err(super::Refused::Invalid) => {
                 let challenge = format!("Basic realm=\"{}\"", self.service);
                 return Err(
                     RegistryError::new(Code::Unauthorized, "invalid credentials").with_header(

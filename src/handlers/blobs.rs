@@ -9,15 +9,18 @@ use crate::body::Body;
 use crate::digest::Digest;
 use crate::error::{Code, RegistryError};
 use crate::keys;
+use crate::links::BlobLink;
 use crate::names::RepoName;
-use crate::range::{self, RangeError};
-use crate::registry::{Registry, Result};
+use crate::range;
+use crate::registry::{Ctx, Result};
 use crate::storage::{PutMode, Storage, StorageError};
 
 /// Digest-addressed content never changes.
 pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// On stored content (blobs, manifests): a browser opening it runs nothing and loads nothing.
+pub(crate) const CONTENT_CSP: &str = "default-src 'none'; sandbox";
 
-impl<S: Storage> Registry<S> {
+impl<S: Storage> Ctx<'_, S> {
     /// Whether the repository holds the blob: pushed or mounted into it, or a manifest of it.
     pub(crate) async fn has_blob(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
         for key in [keys::blob(name, digest), keys::manifest(name, digest)] {
@@ -30,14 +33,44 @@ impl<S: Storage> Registry<S> {
         Ok(false)
     }
 
-    /// Record that the repository holds the blob.
-    pub(crate) async fn link_blob(&self, name: &RepoName, digest: &Digest) -> Result<()> {
+    /// Record, with the time now, that the repository holds the blob; a new link counts
+    /// towards the repository's usage.
+    pub(crate) async fn link_blob(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let key = keys::blob(name, digest);
+        let value = Bytes::from(
+            BlobLink {
+                at: self.env.now(),
+                size,
+            }
+            .to_bytes(),
+        );
         match self
             .store
-            .meta_put(&keys::blob(name, digest), Bytes::new(), PutMode::Create)
+            .meta_put(&key, value.clone(), PutMode::Create)
             .await
         {
-            Ok(_) | Err(StorageError::AlreadyExists) => Ok(()),
+            Ok(_) => {
+                // Passes visit the repository even before a manifest puts it in the catalog;
+                // a new time, so that a pass that found it empty cannot drop it now.
+                let now = Bytes::from(self.env.now().to_string());
+                self.store
+                    .meta_put(&keys::linked(name), now, PutMode::Overwrite)
+                    .await
+                    .map_err(store_err)?;
+                self.add_usage(name, size).await
+            }
+            // Fresh again: a pass that read the old link cannot delete this one.
+            Err(StorageError::AlreadyExists) => self
+                .store
+                .meta_put(&key, value, PutMode::Overwrite)
+                .await
+                .map(|_| ())
+                .map_err(store_err),
             Err(e) => Err(store_err(e)),
         }
     }
@@ -57,75 +90,64 @@ impl<S: Storage> Registry<S> {
             return Err(unknown());
         }
         let etag = format!("\"{d}\"");
-        let reply = || {
-            Reply::new(StatusCode::OK)
-                .header(header::ETAG, &etag)
-                .header("docker-content-digest", d.to_string())
-                .header(header::CACHE_CONTROL, IMMUTABLE)
-                .header(header::ACCEPT_RANGES, "bytes")
-        };
+        let mut reply = Reply::new(StatusCode::OK)
+            .header(header::ETAG, &etag)
+            .header("docker-content-digest", d.to_string())
+            .header(header::CACHE_CONTROL, IMMUTABLE)
+            .header(header::CONTENT_SECURITY_POLICY, CONTENT_CSP)
+            .header(header::ACCEPT_RANGES, "bytes");
         if not_modified(req, &etag) {
-            let mut r = reply().empty();
+            let mut r = reply.body(Body::Empty);
             *r.status_mut() = StatusCode::NOT_MODIFIED;
-            r.headers_mut().remove(header::CONTENT_LENGTH);
             return Ok(r);
         }
-        let wanted = super::header(req, header::RANGE).filter(|_| {
-            // A stale If-Range means: send it all.
-            super::header(req, header::IF_RANGE).is_none_or(|v| v.trim() == etag)
-        });
-        let ok = |r: Reply, len: u64| {
-            r.header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::CONTENT_LENGTH, len.to_string())
-        };
+        reply = reply.header(header::CONTENT_TYPE, "application/octet-stream");
+        // A stale If-Range means: send it all. So does a Range that is not one byte range.
+        let wanted = super::header(req, header::RANGE)
+            .filter(|_| super::header(req, header::IF_RANGE).is_none_or(|v| v.trim() == etag))
+            .and_then(range::parse_range);
         let Some(wanted) = wanted else {
             if head {
-                let size = self
+                let info = self
                     .store
-                    .blob_size(&d)
+                    .blob_head(&d)
                     .await
                     .map_err(|e| not_found(e, unknown))?;
-                return Ok(ok(reply(), size).body(Body::Empty));
+                return Ok(reply
+                    .header(header::CONTENT_LENGTH, info.size.to_string())
+                    .body(Body::Empty));
             }
             let blob = self
                 .store
                 .blob_get(&d, None)
                 .await
                 .map_err(|e| not_found(e, unknown))?;
-            return Ok(ok(reply(), blob.size).body(blob.body));
+            return Ok(reply
+                .header(header::CONTENT_LENGTH, blob.size.to_string())
+                .body(blob.body));
         };
-        let size = self
-            .store
-            .blob_size(&d)
-            .await
-            .map_err(|e| not_found(e, unknown))?;
-        let r = match range::parse_range(wanted, size) {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = match e {
-                    RangeError::Malformed => "malformed Range header",
-                    RangeError::Multiple => "only one range per request is served",
-                    RangeError::Unsatisfiable => "range not satisfiable",
-                };
-                return Err(RegistryError::new(Code::SizeInvalid, msg)
-                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .with_header(
-                        header::CONTENT_RANGE,
-                        range::unsatisfied(size).parse().expect("ascii"),
-                    ));
+        // One trip for a ranged read too: the store resolves the range against the size.
+        let blob = match self.store.blob_get(&d, Some(wanted)).await {
+            Ok(blob) => blob,
+            Err(StorageError::RangeNotSatisfiable { size }) => {
+                return Err(
+                    RegistryError::new(Code::SizeInvalid, "range not satisfiable")
+                        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                        .with_header(
+                            header::CONTENT_RANGE,
+                            range::unsatisfied(size).parse().expect("ascii"),
+                        ),
+                );
             }
+            Err(e) => return Err(not_found(e, unknown)),
         };
-        let partial = reply().header(header::CONTENT_RANGE, range::content_range(r, size));
-        let mut resp = if head {
-            ok(partial, r.len()).body(Body::Empty)
-        } else {
-            let blob = self
-                .store
-                .blob_get(&d, Some(r))
-                .await
-                .map_err(|e| not_found(e, unknown))?;
-            ok(partial, r.len()).body(blob.body)
-        };
+        let mut resp = reply
+            .header(
+                header::CONTENT_RANGE,
+                range::content_range(blob.range, blob.size),
+            )
+            .header(header::CONTENT_LENGTH, blob.range.len().to_string())
+            .body(blob.body);
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         Ok(resp)
     }
@@ -135,36 +157,13 @@ impl<S: Storage> Registry<S> {
     pub(crate) async fn blob_delete(&self, name: &str, d: &str) -> Result<Response<Body>> {
         let name = repo(name)?;
         let d = digest(d)?;
-        self.deletes_allowed()?;
-        match self.store.meta_delete(&keys::blob(&name, &d)).await {
+        match self.store.meta_delete(&keys::blob(&name, &d), None).await {
             Ok(()) => Ok(Reply::new(StatusCode::ACCEPTED).empty()),
             Err(StorageError::NotFound) => Err(RegistryError::new(
                 Code::BlobUnknown,
                 "blob unknown to repository",
             )),
             Err(e) => Err(store_err(e)),
-        }
-    }
-
-    pub(crate) fn deletes_allowed(&self) -> Result<()> {
-        if self.config.deletes {
-            Ok(())
-        } else {
-            Err(RegistryError::new(
-                Code::Unsupported,
-                "deletes are disabled on this registry",
-            ))
-        }
-    }
-
-    pub(crate) fn writable(&self, name: &RepoName) -> Result<()> {
-        if self.store.writable(name) {
-            Ok(())
-        } else {
-            Err(RegistryError::new(
-                Code::Unsupported,
-                format!("repository {name} is read-only"),
-            ))
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{Code, RegistryError};
 use crate::keys;
 use crate::manifest::{Descriptor, OCI_INDEX};
 use crate::query::{Query, encode};
-use crate::registry::{Registry, Result};
+use crate::registry::{Ctx, Result};
 use crate::storage::{ListOptions, Storage, StorageError};
 
 /// One page of a listing: the entries, and the `Link` to the next page if there is one.
@@ -20,7 +20,7 @@ struct Page {
     next: Option<String>,
 }
 
-impl<S: Storage> Registry<S> {
+impl<S: Storage> Ctx<'_, S> {
     /// end-1: GET `/v2/`.
     pub(crate) fn base(&self) -> Response<Body> {
         Reply::new(StatusCode::OK).json(&json!({}))
@@ -33,8 +33,10 @@ impl<S: Storage> Registry<S> {
         let n = match q.get("n") {
             None | Some("") => None,
             Some(n) => Some(n.parse::<u64>().map_err(|_| {
-                RegistryError::new(Code::Unsupported, "n must be a non-negative integer")
-                    .with_status(StatusCode::BAD_REQUEST)
+                RegistryError::new(
+                    Code::PaginationNumberInvalid,
+                    "n must be a non-negative integer",
+                )
             })?),
         };
         let limit = n.map_or(self.config.max_page_size, |n| {
@@ -105,8 +107,9 @@ impl<S: Storage> Registry<S> {
         Ok(Self::listing(page, body))
     }
 
-    /// end-12: GET `/v2/<name>/referrers/<digest>[?artifactType=]`: always an index, empty when
-    /// nothing refers to the digest.
+    /// end-12: GET `/v2/<name>/referrers/<digest>[?artifactType=&n=&last=]`: always an index,
+    /// empty when nothing refers to the digest; a page of at most the configured page size,
+    /// with a `Link` to the next (the spec allows it), read a few entries at a time.
     pub(crate) async fn referrers(
         &self,
         name: &str,
@@ -118,22 +121,30 @@ impl<S: Storage> Registry<S> {
         let q = Query::parse(req.uri.query());
         let filter = q.get("artifactType").filter(|t| !t.is_empty());
         let prefix = keys::referrers(&name, &d);
-        let keys = self
-            .store
-            .meta_list(&prefix, ListOptions::default())
-            .await
-            .map_err(store_err)?;
-        let entries = try_join_all(keys.iter().map(|k| {
-            let key = format!("{prefix}{k}");
-            async move {
-                match self.store.meta_get(&key).await {
-                    Ok(s) => Ok(serde_json::from_slice::<Descriptor>(&s.value).ok()),
-                    Err(StorageError::NotFound) => Ok(None),
-                    Err(e) => Err(store_err(e)),
-                }
-            }
-        }))
-        .await?;
+        let path = format!("/v2/{name}/referrers/{d}");
+        let mut page = self.page(&prefix, req, &path).await?;
+        if let (Some(link), Some(f)) = (&mut page.next, filter) {
+            // The next page filters as this one did.
+            *link = link.replacen(">;", &format!("&artifactType={}>;", encode(f)), 1);
+        }
+        let keys: Vec<String> = page
+            .entries
+            .iter()
+            .map(|k| format!("{prefix}{k}"))
+            .collect();
+        let mut entries: Vec<Option<Descriptor>> = Vec::with_capacity(keys.len());
+        for batch in keys.chunks(16) {
+            entries.extend(
+                try_join_all(batch.iter().map(|key| async move {
+                    match self.store.meta_get(key).await {
+                        Ok(s) => Ok(serde_json::from_slice::<Descriptor>(&s.value).ok()),
+                        Err(StorageError::NotFound) => Ok(None),
+                        Err(e) => Err(store_err(e)),
+                    }
+                }))
+                .await?,
+            );
+        }
         let manifests: Vec<Descriptor> = entries
             .into_iter()
             .flatten()
@@ -146,6 +157,9 @@ impl<S: Storage> Registry<S> {
             .header(header::CONTENT_LENGTH, body.len().to_string());
         if filter.is_some() {
             reply = reply.header("oci-filters-applied", "artifactType");
+        }
+        if let Some(link) = page.next {
+            reply = reply.header(header::LINK, link);
         }
         Ok(reply.body(Body::from(body)))
     }

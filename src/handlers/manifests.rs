@@ -5,18 +5,27 @@ use futures_util::future::try_join_all;
 use http::request::Parts;
 use http::{Response, StatusCode, header};
 
-use super::blobs::{IMMUTABLE, not_found};
+use super::blobs::{CONTENT_CSP, IMMUTABLE, not_found};
 use super::{Reply, not_modified, repo, store_err};
 use crate::body::Body;
 use crate::digest::{Checked, Digest};
 use crate::error::{Code, RegistryError};
+use crate::events::{Action, Event};
+use crate::gc::hold::Held;
 use crate::keys;
+use crate::links::TagLink;
 use crate::manifest::{self, Descriptor, ManifestLink};
 use crate::names::{Reference, ReferenceError};
 use crate::names::{RepoName, Tag};
 use crate::query::Query;
-use crate::registry::{Registry, Result};
+use crate::registry::{Ctx, Result};
 use crate::storage::{ListOptions, PutMode, Storage, StorageError};
+
+/// `?tag=` parameters one manifest push may carry (the spec: at least 10; 414 past the cap).
+pub(crate) const MAX_TAGS_PER_PUSH: usize = 100;
+
+/// Tags a delete by digest reads, page by page, looking for those naming the manifest.
+const DELETE_TAG_PAGE: usize = 1000;
 
 fn manifest_unknown() -> RegistryError {
     RegistryError::new(Code::ManifestUnknown, "manifest unknown to registry")
@@ -29,7 +38,7 @@ fn reference(s: &str) -> Result<Reference> {
     })
 }
 
-impl<S: Storage> Registry<S> {
+impl<S: Storage> Ctx<'_, S> {
     /// The digest a reference names in this repository.
     async fn resolve(&self, name: &RepoName, r: &Reference) -> Result<Digest> {
         match r {
@@ -40,9 +49,8 @@ impl<S: Storage> Registry<S> {
                     .meta_get(&keys::tag(name, t))
                     .await
                     .map_err(|e| not_found(e, manifest_unknown))?;
-                std::str::from_utf8(&stored.value)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
+                TagLink::parse(&stored.value)
+                    .map(|l| l.digest)
                     .ok_or_else(|| RegistryError::internal(format!("corrupt tag {name}:{t}")))
             }
         }
@@ -76,7 +84,8 @@ impl<S: Storage> Registry<S> {
         let mut reply = Reply::new(StatusCode::OK)
             .header(header::CONTENT_TYPE, &link.media_type)
             .header("docker-content-digest", d.to_string())
-            .header(header::ETAG, &etag);
+            .header(header::ETAG, &etag)
+            .header(header::CONTENT_SECURITY_POLICY, CONTENT_CSP);
         if matches!(r, Reference::Digest(_)) {
             reply = reply.header(header::CACHE_CONTROL, IMMUTABLE);
         }
@@ -107,8 +116,14 @@ impl<S: Storage> Registry<S> {
     ) -> Result<Response<Body>> {
         let name = repo(name)?;
         let r = reference(r)?;
-        self.writable(&name)?;
         let q = Query::parse(req.uri.query());
+        if q.all("tag").count() > MAX_TAGS_PER_PUSH {
+            return Err(RegistryError::new(
+                Code::ManifestInvalid,
+                format!("at most {MAX_TAGS_PER_PUSH} tag parameters per push"),
+            )
+            .with_status(StatusCode::URI_TOO_LONG));
+        }
         let mut tags: Vec<Tag> = q
             .all("tag")
             .map(|t| {
@@ -144,22 +159,48 @@ impl<S: Storage> Registry<S> {
             }
         };
         let m = manifest::inspect(&bytes, content_type.as_deref())
-            .map_err(|e| RegistryError::new(Code::ManifestInvalid, e))?;
-        self.check_references(&name, &m).await?;
-
-        // Bytes first, then the link, the referrer entry and the tags: a crash in between
-        // leaves a manifest that nothing names yet, never a name without a manifest.
+            .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.to_string()))?;
         let size = bytes.len() as u64;
-        let body = Body::stream(Checked::digest(
-            Body::Full(bytes).into_stream(),
-            d.clone(),
-            Some(size),
-        ));
-        self.store.blob_put(&d, body).await.map_err(store_err)?;
+        let since = self.env.now();
+        if !self.pull_through {
+            for t in &tags {
+                self.check_immutable(&name, t, Some(&d)).await?;
+            }
+            self.hold_references(&name, &m).await?;
+        }
+        // The manifest's own bytes may be there already (the same manifest pushed again).
+        let existed = match self.hold(&d).await? {
+            Held::Dying => {
+                return Err(RegistryError::unavailable(format!(
+                    "manifest {d} is being garbage-collected"
+                )));
+            }
+            Held::Present(_) => true,
+            Held::Absent => false,
+        };
+        let new_here = !self.link_exists(&keys::manifest(&name, &d)).await?;
+        if new_here && !self.pull_through {
+            self.check_quota(&name, size).await?;
+        }
+        self.in_time(since)?;
+
+        // Bytes first, then the link, the referrer entry, the catalog entry and the tags: a
+        // crash in between leaves a manifest that nothing names yet, never a name without a
+        // manifest, nor a tag of a repository the catalog does not list.
+        if !existed {
+            let body = Body::stream(Checked::digest(
+                Body::Full(bytes).into_stream(),
+                d.clone(),
+                Some(size),
+            ));
+            self.store.blob_put(&d, body).await.map_err(store_err)?;
+        }
+        let now = self.env.now();
         let link = ManifestLink {
             media_type: m.media_type.clone(),
             size,
             subject: m.subject.as_ref().map(|s| s.digest.clone()),
+            at: now,
         };
         let link = serde_json::to_vec(&link).map_err(RegistryError::internal)?;
         self.store
@@ -170,6 +211,9 @@ impl<S: Storage> Registry<S> {
             )
             .await
             .map_err(store_err)?;
+        if new_here {
+            self.add_usage(&name, size).await?;
+        }
         if let Some(subject) = &m.subject {
             let entry = Descriptor {
                 media_type: m.media_type.clone(),
@@ -189,16 +233,6 @@ impl<S: Storage> Registry<S> {
                 .await
                 .map_err(store_err)?;
         }
-        for t in &tags {
-            self.store
-                .meta_put(
-                    &keys::tag(&name, t),
-                    Bytes::from(d.to_string()),
-                    PutMode::Overwrite,
-                )
-                .await
-                .map_err(store_err)?;
-        }
         match self
             .store
             .meta_put(&keys::catalog(&name), Bytes::new(), PutMode::Create)
@@ -206,6 +240,9 @@ impl<S: Storage> Registry<S> {
         {
             Ok(_) | Err(StorageError::AlreadyExists) => {}
             Err(e) => return Err(store_err(e)),
+        }
+        for t in &tags {
+            self.set_tag(&name, t, &d, now).await?;
         }
 
         let mut reply = Reply::new(StatusCode::CREATED)
@@ -219,35 +256,110 @@ impl<S: Storage> Registry<S> {
                 reply = reply.header("oci-tag", t.as_str());
             }
         }
-        Ok(reply.empty())
+        let mut resp = reply.empty();
+        if self.pull_through {
+            return Ok(resp);
+        }
+        resp.extensions_mut().insert(Event {
+            action: Action::ManifestPushed,
+            repository: name.to_string(),
+            digest: Some(d.to_string()),
+            media_type: Some(m.media_type.clone()),
+            size: Some(size),
+            tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
+            actor: None,
+        });
+        Ok(resp)
     }
 
-    /// Every blob and child manifest the manifest names must be in the repository, except its
-    /// subject and non-distributable layers.
-    async fn check_references(&self, name: &RepoName, m: &manifest::Manifest) -> Result<()> {
-        let blobs = m.blobs.iter().map(|b| async move {
-            let ok = self.has_blob(name, &b.digest).await?;
-            Ok::<_, RegistryError>((ok, &b.digest, "blob"))
-        });
-        let children = m.children.iter().map(|c| async move {
-            let ok = match self.store.meta_get(&keys::manifest(name, &c.digest)).await {
-                Ok(_) => true,
-                Err(StorageError::NotFound) => false,
+    /// Point `t` at `d`. An immutable tag is written only if absent, so that of two pushes
+    /// racing to set it, the second is checked against the first.
+    pub(crate) async fn set_tag(&self, name: &RepoName, t: &Tag, d: &Digest, now: u64) -> Result<()> {
+        let key = keys::tag(name, t);
+        let value = Bytes::from(
+            TagLink {
+                digest: d.clone(),
+                at: now,
+            }
+            .to_bytes(),
+        );
+        if !self.pull_through && self.is_immutable(name, t) {
+            match self.store.meta_put(&key, value, PutMode::Create).await {
+                Ok(_) => return Ok(()),
+                Err(StorageError::AlreadyExists) => {
+                    return self.check_immutable(name, t, Some(d)).await;
+                }
                 Err(e) => return Err(store_err(e)),
-            };
-            Ok((ok, &c.digest, "manifest"))
-        });
-        let (blobs, children) =
-            futures_util::future::join(try_join_all(blobs), try_join_all(children)).await;
-        for (ok, d, what) in blobs?.into_iter().chain(children?) {
-            if !ok {
-                return Err(RegistryError::new(
-                    Code::ManifestBlobUnknown,
-                    format!("{what} {d} is not in repository {name}"),
-                ));
             }
         }
-        Ok(())
+        self.store
+            .meta_put(&key, value, PutMode::Overwrite)
+            .await
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    /// The tags of `name` that name `d`, with their versions: read a page at a time, a few
+    /// reads at once, so that memory is one page and the reads are never all in flight.
+    async fn tags_naming(
+        &self,
+        name: &RepoName,
+        d: &Digest,
+    ) -> Result<Vec<(String, crate::storage::Version)>> {
+        let prefix = keys::tags(name);
+        let mut here = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .meta_list(
+                    &prefix,
+                    ListOptions {
+                        after: after.as_deref(),
+                        limit: Some(DELETE_TAG_PAGE),
+                    },
+                )
+                .await
+                .map_err(store_err)?;
+            let mut found = Vec::new();
+            for batch in page.chunks(16) {
+                found.extend(
+                    try_join_all(batch.iter().map(|t| {
+                        let key = format!("{prefix}{t}");
+                        async move {
+                            match self.store.meta_get(&key).await {
+                                Ok(s)
+                                    if TagLink::parse(&s.value).is_some_and(|l| &l.digest == d) =>
+                                {
+                                    Ok(Some((t.clone(), key, s.version)))
+                                }
+                                Ok(_) | Err(StorageError::NotFound) => Ok(None),
+                                Err(e) => Err(store_err(e)),
+                            }
+                        }
+                    }))
+                    .await?,
+                );
+            }
+            for (t, key, version) in found.into_iter().flatten() {
+                if let Ok(tag) = t.parse() {
+                    self.check_immutable(name, &tag, None).await?;
+                }
+                here.push((key, version));
+            }
+            if page.len() < DELETE_TAG_PAGE {
+                return Ok(here);
+            }
+            after = page.last().cloned();
+        }
+    }
+
+    async fn link_exists(&self, key: &str) -> Result<bool> {
+        match self.store.meta_get(key).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound) => Ok(false),
+            Err(e) => Err(store_err(e)),
+        }
     }
 
     /// end-9: DELETE by tag drops the tag; by digest, the manifest, its tags and its referrer
@@ -255,44 +367,59 @@ impl<S: Storage> Registry<S> {
     pub(crate) async fn manifest_delete(&self, name: &str, r: &str) -> Result<Response<Body>> {
         let name = repo(name)?;
         let r = reference(r)?;
-        self.deletes_allowed()?;
+        let mut event = Event {
+            action: Action::TagDeleted,
+            repository: name.to_string(),
+            digest: None,
+            media_type: None,
+            size: None,
+            tags: Vec::new(),
+            actor: None,
+        };
         match r {
             Reference::Tag(t) => {
+                self.check_immutable(&name, &t, None).await?;
                 self.store
-                    .meta_delete(&keys::tag(&name, &t))
+                    .meta_delete(&keys::tag(&name, &t), None)
                     .await
                     .map_err(|e| not_found(e, manifest_unknown))?;
+                event.tags.push(t.as_str().to_owned());
             }
             Reference::Digest(d) => {
                 let link = self.manifest_link(&name, &d).await?;
-                let digest_text = d.to_string();
-                let tags = self
-                    .store
-                    .meta_list(&keys::tags(&name), ListOptions::default())
-                    .await
-                    .map_err(store_err)?;
-                for t in tags {
-                    let key = format!("{}{t}", keys::tags(&name));
-                    let points_here = match self.store.meta_get(&key).await {
-                        Ok(s) => s.value == digest_text.as_bytes(),
-                        Err(StorageError::NotFound) => false,
+                let here = self.tags_naming(&name, &d).await?;
+                // Only while they still name this manifest: a tag moved meanwhile stays.
+                for (key, version) in here {
+                    match self.store.meta_delete(&key, Some(&version)).await {
+                        Ok(()) => {
+                            let tag = key.strip_prefix(&keys::tags(&name)).unwrap_or(&key);
+                            event.tags.push(tag.to_owned());
+                        }
+                        Err(StorageError::NotFound | StorageError::Precondition) => {}
                         Err(e) => return Err(store_err(e)),
-                    };
-                    if points_here {
-                        ignore_missing(self.store.meta_delete(&key).await)?;
                     }
                 }
                 if let Some(subject) = &link.subject {
                     ignore_missing(
                         self.store
-                            .meta_delete(&keys::referrer(&name, subject, &d))
+                            .meta_delete(&keys::referrer(&name, subject, &d), None)
                             .await,
                     )?;
                 }
-                ignore_missing(self.store.meta_delete(&keys::manifest(&name, &d)).await)?;
+                ignore_missing(
+                    self.store
+                        .meta_delete(&keys::manifest(&name, &d), None)
+                        .await,
+                )?;
+                event.action = Action::ManifestDeleted;
+                event.digest = Some(d.to_string());
+                event.media_type = Some(link.media_type.clone());
+                event.size = Some(link.size);
             }
         }
-        Ok(Reply::new(StatusCode::ACCEPTED).empty())
+        let mut resp = Reply::new(StatusCode::ACCEPTED).empty();
+        resp.extensions_mut().insert(event);
+        Ok(resp)
     }
 }
 

@@ -1,10 +1,14 @@
 //! The endpoints. Each is a method on `Registry` named after what it does, with its spec id.
 
 mod blobs;
+mod browse;
 mod lists;
 mod manifests;
+mod mirror;
+mod references;
 mod uploads;
 
+pub(crate) use browse::Viewer;
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 
@@ -48,6 +52,7 @@ pub(crate) fn store_err(e: StorageError) -> RegistryError {
             RegistryError::new(Code::Unsupported, "this repository is read-only")
         }
         StorageError::Body(e) => body_err(&e),
+        e @ StorageError::Unavailable(_) => RegistryError::unavailable(e),
         other => RegistryError::internal(other),
     }
 }

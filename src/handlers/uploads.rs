@@ -11,12 +11,13 @@ use super::{Reply, content_length, digest, repo, store_err};
 use crate::body::Body;
 use crate::digest::{Algorithm, Checked, Digest};
 use crate::error::{Code, RegistryError};
+use crate::gc::hold::Held;
 use crate::keys;
 use crate::names::RepoName;
 use crate::query::Query;
 use crate::range;
-use crate::registry::{Registry, Result};
-use crate::session::{ChunkError, Session, chunk_length};
+use crate::registry::{Claim, Ctx, Result};
+use crate::session::{ChunkError, Session, chunk_length, valid_id};
 use crate::storage::{PutMode, Storage, StorageError, Version};
 
 fn created(name: &RepoName, d: &Digest) -> Response<Body> {
@@ -37,16 +38,15 @@ fn unknown_upload() -> RegistryError {
     RegistryError::new(Code::BlobUploadUnknown, "upload unknown to registry")
 }
 
-/// Ids are ours, but arrive in paths: anything not of our alphabet cannot be one.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+/// An upload claimed for one request, with its session as loaded.
+struct Open<'a> {
+    name: RepoName,
+    session: Session,
+    version: Version,
+    _claim: Claim<'a>,
 }
 
-impl<S: Storage> Registry<S> {
+impl<S: Storage> Ctx<'_, S> {
     /// end-4a, end-4b, end-4c, end-11: POST `/v2/<name>/blobs/uploads/`.
     pub(crate) async fn upload_post(
         &self,
@@ -55,7 +55,6 @@ impl<S: Storage> Registry<S> {
         body: Body,
     ) -> Result<Response<Body>> {
         let name = repo(name)?;
-        self.writable(&name)?;
         let q = Query::parse(req.uri.query());
         if let Some(m) = q.get("mount") {
             let d = digest(m)?;
@@ -83,7 +82,8 @@ impl<S: Storage> Registry<S> {
         };
         let id = self.env.new_id();
         let state = self.store.upload_start(&id).await.map_err(store_err)?;
-        let session = Session::new(name.as_str(), algorithm, fixed, self.env.now(), state);
+        let mut session = Session::new(name.as_str(), algorithm, fixed, self.env.now(), state);
+        session.owner = self.principal.clone();
         self.save_session(&id, &session, PutMode::Create).await?;
         let mut reply = progress(StatusCode::ACCEPTED, &name, &id, 0);
         if let Some(min) = self.config.chunk_min_length {
@@ -100,13 +100,19 @@ impl<S: Storage> Registry<S> {
         body: Body,
         len: Option<u64>,
     ) -> Result<()> {
+        if let Some(len) = len
+            && self.link(name, d).await?.is_none()
+        {
+            self.check_quota(name, len).await?;
+        }
+        self.hold_for_upload(d).await?;
         let body = match body {
             // The adapter's own stream: the store verifies it by the platform's means.
             Body::Foreign(f) => Body::Foreign(f),
             other => Body::stream(Checked::digest(other.into_stream(), d.clone(), len)),
         };
-        self.store.blob_put(d, body).await.map_err(store_err)?;
-        self.link_blob(name, d).await
+        let size = self.store.blob_put(d, body).await.map_err(store_err)?;
+        self.link_blob(name, d, size).await
     }
 
     /// end-11: link a blob that exists in `from` (or, with no `from`, anywhere).
@@ -116,12 +122,14 @@ impl<S: Storage> Registry<S> {
         {
             return Ok(false);
         }
-        match self.store.blob_size(d).await {
-            Ok(_) => {}
-            Err(StorageError::NotFound) => return Ok(false),
-            Err(e) => return Err(store_err(e)),
+        // Gone, or going: the client uploads it instead.
+        let Held::Present(info) = self.hold(d).await? else {
+            return Ok(false);
+        };
+        if self.link(name, d).await?.is_none() {
+            self.check_quota(name, info.size).await?;
         }
-        self.link_blob(name, d).await?;
+        self.link_blob(name, d, info.size).await?;
         Ok(true)
     }
 
@@ -136,7 +144,8 @@ impl<S: Storage> Registry<S> {
         };
         let session: Session =
             serde_json::from_slice(&stored.value).map_err(RegistryError::internal)?;
-        if session.name != name.as_str() {
+        // Another repository's, or another caller's: as if it did not exist.
+        if session.name != name.as_str() || session.owner != self.principal {
             return Err(unknown_upload());
         }
         if session.expired(self.env.now(), self.config.upload_expiry) {
@@ -168,7 +177,7 @@ impl<S: Storage> Registry<S> {
             .upload_abort(id, &session.store)
             .await
             .map_err(store_err)?;
-        match self.store.meta_delete(&keys::upload(id)).await {
+        match self.store.meta_delete(&keys::upload(id), None).await {
             Ok(()) | Err(StorageError::NotFound) => Ok(()),
             Err(e) => Err(store_err(e)),
         }
@@ -247,13 +256,23 @@ impl<S: Storage> Registry<S> {
         Ok(())
     }
 
-    fn claim_upload(&self, id: &str) -> Result<crate::registry::Busy<'_>> {
-        self.claim(id).ok_or_else(|| {
+    /// Claim upload `id` of repository `name` for this request and load its session: the
+    /// start of every request that changes an upload.
+    async fn open(&self, name: &str, id: &str) -> Result<Open<'_>> {
+        let name = repo(name)?;
+        let claim = self.uploads.claim(id).ok_or_else(|| {
             RegistryError::new(
                 Code::BlobUploadInvalid,
                 "another request is writing to this upload",
             )
             .with_status(StatusCode::CONFLICT)
+        })?;
+        let (session, version) = self.load_session(&name, id).await?;
+        Ok(Open {
+            name,
+            session,
+            version,
+            _claim: claim,
         })
     }
 
@@ -272,11 +291,16 @@ impl<S: Storage> Registry<S> {
         req: &Parts,
         body: Body,
     ) -> Result<Response<Body>> {
-        let name = repo(name)?;
-        self.writable(&name)?;
-        let _busy = self.claim_upload(id)?;
-        let (mut session, version) = self.load_session(&name, id).await?;
+        let Open {
+            name,
+            mut session,
+            version,
+            ..
+        } = self.open(name, id).await?;
         let len = self.chunk_len(req, &name, id, &session)?;
+        if let Some(len) = len {
+            self.check_quota(&name, session.offset + len).await?;
+        }
         self.append(id, &mut session, body, len).await?;
         session.touched = self.env.now();
         self.save_session(id, &session, PutMode::Update(version))
@@ -292,10 +316,9 @@ impl<S: Storage> Registry<S> {
         req: &Parts,
         body: Body,
     ) -> Result<Response<Body>> {
-        let name = repo(name)?;
-        self.writable(&name)?;
-        let _busy = self.claim_upload(id)?;
-        let (mut session, _) = self.load_session(&name, id).await?;
+        let Open {
+            name, mut session, ..
+        } = self.open(name, id).await?;
         let q = Query::parse(req.uri.query());
         let d = q
             .get("digest")
@@ -318,6 +341,10 @@ impl<S: Storage> Registry<S> {
             self.drop_session(id, &session).await?;
             return Ok(created(&name, &d));
         }
+        let linked = self.link(&name, &d).await?.is_some();
+        if !linked && let Some(len) = len {
+            self.check_quota(&name, session.offset + len).await?;
+        }
         self.append(id, &mut session, body, len).await?;
         let actual = session
             .hasher()
@@ -330,6 +357,14 @@ impl<S: Storage> Registry<S> {
                 format!("content digest {actual} does not match {d}"),
             ));
         }
+        if !linked && len.is_none() {
+            // Only now is the size known: over the quota, the upload goes.
+            if let Err(e) = self.check_quota(&name, session.offset).await {
+                self.drop_session(id, &session).await?;
+                return Err(e);
+            }
+        }
+        self.hold_for_upload(&d).await?;
         self.store
             .upload_finish(id, &session.store, &d, session.offset)
             .await
@@ -338,8 +373,8 @@ impl<S: Storage> Registry<S> {
                 StorageError::NotFound => unknown_upload(),
                 e => store_err(e),
             })?;
-        self.link_blob(&name, &d).await?;
-        match self.store.meta_delete(&keys::upload(id)).await {
+        self.link_blob(&name, &d, session.offset).await?;
+        match self.store.meta_delete(&keys::upload(id), None).await {
             Ok(()) | Err(StorageError::NotFound) => {}
             Err(e) => return Err(store_err(e)),
         }
@@ -348,10 +383,8 @@ impl<S: Storage> Registry<S> {
 
     /// end-14: DELETE `<location>` cancels the upload.
     pub(crate) async fn upload_cancel(&self, name: &str, id: &str) -> Result<Response<Body>> {
-        let name = repo(name)?;
-        let _busy = self.claim_upload(id)?;
-        let (session, _) = self.load_session(&name, id).await?;
-        self.drop_session(id, &session).await?;
+        let open = self.open(name, id).await?;
+        self.drop_session(id, &open.session).await?;
         Ok(Reply::new(StatusCode::NO_CONTENT).empty())
     }
 
@@ -375,33 +408,50 @@ impl<S: Storage> Registry<S> {
             .meta_list(keys::UPLOADS, Default::default())
             .await?;
         let mut dropped = 0;
+        // One session's storage error must not keep the rest: go on, report the first.
+        let mut first_error = None;
         for id in ids {
-            // Look before claiming: a claim held on a live session, even briefly, would turn a
-            // client's request away with 409.
-            if self.live_session(&id, now).await? {
-                continue;
+            match self.purge_one(&id, now).await {
+                Ok(true) => dropped += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            let Some(_busy) = self.claim(&id) else {
-                continue;
-            };
-            // Touched since the first look?
-            if self.live_session(&id, now).await? {
-                continue;
-            }
-            let state = match self.store.meta_get(&keys::upload(&id)).await {
-                Ok(s) => serde_json::from_slice::<Session>(&s.value)
-                    .map(|s| s.store)
-                    .unwrap_or_default(),
-                Err(StorageError::NotFound) => continue,
-                Err(e) => return Err(e),
-            };
-            self.store.upload_abort(&id, &state).await?;
-            match self.store.meta_delete(&keys::upload(&id)).await {
-                Ok(()) | Err(StorageError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-            dropped += 1;
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         Ok(dropped)
+    }
+
+    /// Drop one upload session if it is expired and unclaimed; whether it was.
+    async fn purge_one(&self, id: &str, now: u64) -> Result<bool, StorageError> {
+        let id = id.to_owned();
+        // Look before claiming: a claim held on a live session, even briefly, would turn a
+        // client's request away with 409.
+        if self.live_session(&id, now).await? {
+            return Ok(false);
+        }
+        let Some(_claim) = self.uploads.claim(&id) else {
+            return Ok(false);
+        };
+        // Touched since the first look?
+        if self.live_session(&id, now).await? {
+            return Ok(false);
+        }
+        let state = match self.store.meta_get(&keys::upload(&id)).await {
+            Ok(s) => serde_json::from_slice::<Session>(&s.value)
+                .map(|s| s.store)
+                .unwrap_or_default(),
+            Err(StorageError::NotFound) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.store.upload_abort(&id, &state).await?;
+        match self.store.meta_delete(&keys::upload(&id), None).await {
+            Ok(()) | Err(StorageError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(true)
     }
 }

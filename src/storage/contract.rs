@@ -6,7 +6,7 @@ use std::io;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{ByteRange, ListOptions, PutMode, Storage, StorageError};
+use super::{ListOptions, PutMode, RangeSpec, Storage, StorageError};
 use crate::body::Body;
 use crate::digest::{BodyCheck, Checked, Digest};
 
@@ -111,18 +111,46 @@ pub async fn metadata<S: Storage>(store: &S, tag: &str) -> Outcome {
         store.meta_get(&key).await.map(|s| s.value).ok() == Some(Bytes::from_static(b"three")),
         "overwrite replaces"
     );
-    store
-        .meta_delete(&key)
+    // A conditional delete never undoes a newer write.
+    let v3 = store
+        .meta_get(&key)
         .await
-        .map_err(|e| format!("delete: {e}"))?;
+        .map_err(|e| format!("get: {e}"))?
+        .version;
+    ensure!(
+        matches!(
+            store.meta_delete(&key, Some(&v2)).await,
+            Err(StorageError::Precondition)
+        ),
+        "a delete at a stale version is Precondition"
+    );
+    ensure!(
+        store.meta_get(&key).await.is_ok(),
+        "a refused conditional delete leaves the document"
+    );
+    store
+        .meta_delete(&key, Some(&v3))
+        .await
+        .map_err(|e| format!("delete at the current version: {e}"))?;
     ensure!(
         matches!(store.meta_get(&key).await, Err(StorageError::NotFound)),
         "a deleted key is gone"
     );
     ensure!(
-        matches!(store.meta_delete(&key).await, Err(StorageError::NotFound)),
+        matches!(
+            store.meta_delete(&key, None).await,
+            Err(StorageError::NotFound)
+        ),
         "deleting a missing key is NotFound"
     );
+    store
+        .meta_put(&key, Bytes::from_static(b"four"), PutMode::Create)
+        .await
+        .map_err(|e| format!("create after delete: {e}"))?;
+    store
+        .meta_delete(&key, None)
+        .await
+        .map_err(|e| format!("delete: {e}"))?;
     let missing = format!("contract/{tag}/meta/never");
     ensure!(
         matches!(
@@ -150,7 +178,7 @@ pub async fn metadata<S: Storage>(store: &S, tag: &str) -> Outcome {
         "an empty value reads back empty"
     );
     store
-        .meta_delete(&missing)
+        .meta_delete(&missing, None)
         .await
         .map_err(|e| format!("delete: {e}"))?;
     Ok(())
@@ -221,12 +249,12 @@ pub async fn listing<S: Storage>(store: &S, tag: &str) -> Outcome {
     ensure!(empty.is_empty(), "an empty prefix lists nothing");
     for k in keys {
         store
-            .meta_delete(&format!("{prefix}{k}"))
+            .meta_delete(&format!("{prefix}{k}"), None)
             .await
             .map_err(|e| format!("delete {k}: {e}"))?;
     }
     store
-        .meta_delete(&format!("contract/{tag}/listx"))
+        .meta_delete(&format!("contract/{tag}/listx"), None)
         .await
         .map_err(|e| format!("delete sibling: {e}"))?;
     let after = store
@@ -244,7 +272,10 @@ pub async fn blobs<S: Storage>(store: &S, tag: &str) -> Outcome {
     let salted: &'static [u8] = Box::leak(salted.into_boxed_slice());
     let d = Digest::sha256(salted);
     ensure!(
-        matches!(store.blob_size(&d).await, Err(StorageError::NotFound)),
+        matches!(
+            store.blob_head(&d).await.map(|i| i.size),
+            Err(StorageError::NotFound)
+        ),
         "a missing blob is NotFound"
     );
 
@@ -269,7 +300,10 @@ pub async fn blobs<S: Storage>(store: &S, tag: &str) -> Outcome {
         }
     }
     ensure!(
-        matches!(store.blob_size(&d).await, Err(StorageError::NotFound)),
+        matches!(
+            store.blob_head(&d).await.map(|i| i.size),
+            Err(StorageError::NotFound)
+        ),
         "a mismatching body leaves no blob"
     );
     // A client that goes away mid-body must leave nothing behind.
@@ -281,7 +315,10 @@ pub async fn blobs<S: Storage>(store: &S, tag: &str) -> Outcome {
         "a failing body is a Body error"
     );
     ensure!(
-        matches!(store.blob_size(&d).await, Err(StorageError::NotFound)),
+        matches!(
+            store.blob_head(&d).await.map(|i| i.size),
+            Err(StorageError::NotFound)
+        ),
         "a failed body leaves no blob"
     );
 
@@ -291,7 +328,7 @@ pub async fn blobs<S: Storage>(store: &S, tag: &str) -> Outcome {
         .map_err(|e| format!("put: {e}"))?;
     ensure!(size == salted.len() as u64, "put returns the size");
     ensure!(
-        store.blob_size(&d).await.ok() == Some(salted.len() as u64),
+        store.blob_head(&d).await.map(|i| i.size).ok() == Some(salted.len() as u64),
         "size after put"
     );
     let again = store
@@ -299,6 +336,49 @@ pub async fn blobs<S: Storage>(store: &S, tag: &str) -> Outcome {
         .await
         .map_err(|e| format!("put again: {e}"))?;
     ensure!(again == size, "putting an existing blob again succeeds");
+    // Wrong bytes under the digest of a blob that exists are still wrong: a store never takes
+    // "already there" as proof that the writer has the bytes.
+    let wrong = Body::stream(Checked::digest(
+        Body::from(&b"not it either"[..]).into_stream(),
+        d.clone(),
+        None,
+    ));
+    ensure!(
+        matches!(store.blob_put(&d, wrong).await, Err(StorageError::Body(_))),
+        "wrong bytes for an existing digest are a Body error"
+    );
+    ensure!(
+        store.blob_head(&d).await.map(|i| i.size).ok() == Some(size),
+        "wrong bytes for an existing digest leave the blob as it was"
+    );
+    let info = store
+        .blob_head(&d)
+        .await
+        .map_err(|e| format!("head: {e}"))?;
+    // The listing after the text just before this digest starts with it.
+    let text = d.to_string();
+    let listed = store
+        .blob_list(ListOptions {
+            after: Some(&text[..text.len() - 1]),
+            limit: Some(1),
+        })
+        .await
+        .map_err(|e| format!("blob list: {e}"))?;
+    ensure!(
+        listed.len() == 1 && listed[0].digest == d && listed[0].info == info,
+        "blob_list finds the blob with its size and age: {listed:?}"
+    );
+    let past = store
+        .blob_list(ListOptions {
+            after: Some(&text),
+            limit: Some(1),
+        })
+        .await
+        .map_err(|e| format!("blob list: {e}"))?;
+    ensure!(
+        past.iter().all(|e| e.digest.to_string() > text),
+        "blob_list's after is exclusive"
+    );
     let whole = store
         .blob_get(&d, None)
         .await
@@ -306,27 +386,46 @@ pub async fn blobs<S: Storage>(store: &S, tag: &str) -> Outcome {
     ensure!(whole.size == size, "get reports the whole size");
     ensure!(read(whole.body).await? == salted, "get returns the bytes");
     let part = store
-        .blob_get(&d, Some(ByteRange { start: 4, end: 9 }))
+        .blob_get(
+            &d,
+            Some(RangeSpec::From {
+                first: 4,
+                last: Some(8),
+            }),
+        )
         .await
         .map_err(|e| format!("get range: {e}"))?;
     ensure!(part.size == size, "a ranged get reports the whole size");
+    ensure!(
+        part.range.start == 4 && part.range.end == 9,
+        "a ranged get reports its range"
+    );
     ensure!(
         read(part.body).await? == salted[4..9],
         "a ranged get returns just the range"
     );
     let tail = store
-        .blob_get(
-            &d,
-            Some(ByteRange {
-                start: size - 1,
-                end: size,
-            }),
-        )
+        .blob_get(&d, Some(RangeSpec::Suffix(1)))
         .await
         .map_err(|e| format!("get last byte: {e}"))?;
     ensure!(
         read(tail.body).await? == salted[salted.len() - 1..],
         "the last byte"
+    );
+    ensure!(
+        matches!(
+            store
+                .blob_get(
+                    &d,
+                    Some(RangeSpec::From {
+                        first: size,
+                        last: None
+                    })
+                )
+                .await,
+            Err(StorageError::RangeNotSatisfiable { size: s }) if s == size
+        ),
+        "a range past the end is RangeNotSatisfiable with the size"
     );
 
     let empty = Digest::sha256(b"");
@@ -335,7 +434,7 @@ pub async fn blobs<S: Storage>(store: &S, tag: &str) -> Outcome {
         .await
         .map_err(|e| format!("put empty: {e}"))?;
     ensure!(
-        store.blob_size(&empty).await.ok() == Some(0),
+        store.blob_head(&empty).await.map(|i| i.size).ok() == Some(0),
         "an empty blob exists with size 0"
     );
     ensure!(
@@ -356,7 +455,10 @@ pub async fn blobs<S: Storage>(store: &S, tag: &str) -> Outcome {
         .await
         .map_err(|e| format!("delete: {e}"))?;
     ensure!(
-        matches!(store.blob_size(&d).await, Err(StorageError::NotFound)),
+        matches!(
+            store.blob_head(&d).await.map(|i| i.size),
+            Err(StorageError::NotFound)
+        ),
         "a deleted blob is gone"
     );
     ensure!(
@@ -414,7 +516,7 @@ pub async fn uploads<S: Storage>(store: &S, tag: &str) -> Outcome {
         .await
         .map_err(|e| format!("finish: {e}"))?;
     ensure!(
-        store.blob_size(&d).await.ok() == Some(offset),
+        store.blob_head(&d).await.map(|i| i.size).ok() == Some(offset),
         "a finished upload is a blob"
     );
     let got = read(
@@ -469,7 +571,7 @@ pub async fn uploads<S: Storage>(store: &S, tag: &str) -> Outcome {
         .await
         .map_err(|e| format!("finish empty: {e}"))?;
     ensure!(
-        store.blob_size(&empty).await.ok() == Some(0),
+        store.blob_head(&empty).await.map(|i| i.size).ok() == Some(0),
         "an empty upload is an empty blob"
     );
 

@@ -1,25 +1,31 @@
 //! Everything in process memory: for tests, and for a throwaway registry.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    BlobRead, ByteRange, ListOptions, PutMode, Result, Storage, StorageError, Stored, Version,
+    BlobEntry, BlobInfo, BlobRead, ListOptions, PutMode, RangeSpec, Result, Storage, StorageError,
+    Stored, Version, resolve_range,
 };
 use crate::body::Body;
 use crate::digest::{Checked, Digest};
 
+/// A clock for blob ages, in seconds since the epoch (the core has none of its own).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    clock: Option<Clock>,
 }
 
 #[derive(Default)]
 struct Inner {
-    blobs: HashMap<Digest, Bytes>,
+    /// Each blob with the time it was written, when the store has a clock.
+    blobs: BTreeMap<Digest, (Bytes, Option<u64>)>,
     uploads: HashMap<String, Vec<u8>>,
     meta: BTreeMap<String, (Bytes, u64)>,
     writes: u64,
@@ -28,6 +34,19 @@ struct Inner {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that knows when each blob was written (garbage collection needs blob ages):
+    /// from `clock`, typically the registry's test environment.
+    pub fn with_clock(clock: Clock) -> Self {
+        MemoryStore {
+            clock: Some(clock),
+            ..Self::default()
+        }
+    }
+
+    fn now(&self) -> Option<u64> {
+        self.clock.as_ref().map(|c| c())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -50,32 +69,30 @@ async fn read_all(body: Body) -> Result<Vec<u8>> {
 }
 
 impl Storage for MemoryStore {
-    async fn blob_size(&self, digest: &Digest) -> Result<u64> {
+    async fn blob_head(&self, digest: &Digest) -> Result<BlobInfo> {
         self.lock()
             .blobs
             .get(digest)
-            .map(|b| b.len() as u64)
+            .map(|(b, modified)| BlobInfo {
+                size: b.len() as u64,
+                modified: *modified,
+            })
             .ok_or(StorageError::NotFound)
     }
 
-    async fn blob_get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead> {
-        let blob = self
+    async fn blob_get(&self, digest: &Digest, range: Option<RangeSpec>) -> Result<BlobRead> {
+        let (blob, _) = self
             .lock()
             .blobs
             .get(digest)
             .cloned()
             .ok_or(StorageError::NotFound)?;
         let size = blob.len() as u64;
-        let bytes = match range {
-            Some(r) if r.end <= size && r.start <= r.end => {
-                blob.slice(r.start as usize..r.end as usize)
-            }
-            Some(_) => return Err(StorageError::other("range outside blob")),
-            None => blob,
-        };
+        let range = resolve_range(size, range)?;
         Ok(BlobRead {
             size,
-            body: Body::Full(bytes),
+            range,
+            body: Body::Full(blob.slice(range.start as usize..range.end as usize)),
         })
     }
 
@@ -88,10 +105,11 @@ impl Storage for MemoryStore {
         };
         let bytes = read_all(body).await?;
         let size = bytes.len() as u64;
+        let now = self.now();
         self.lock()
             .blobs
             .entry(digest.clone())
-            .or_insert_with(|| Bytes::from(bytes));
+            .or_insert_with(|| (Bytes::from(bytes), now));
         Ok(size)
     }
 
@@ -101,6 +119,30 @@ impl Storage for MemoryStore {
             .remove(digest)
             .map(|_| ())
             .ok_or(StorageError::NotFound)
+    }
+
+    async fn blob_list(&self, options: ListOptions<'_>) -> Result<Vec<BlobEntry>> {
+        let inner = self.lock();
+        let mut entries: Vec<BlobEntry> = inner
+            .blobs
+            .iter()
+            .map(|(d, (b, modified))| BlobEntry {
+                digest: d.clone(),
+                info: BlobInfo {
+                    size: b.len() as u64,
+                    modified: *modified,
+                },
+            })
+            .filter(|e| {
+                options
+                    .after
+                    .is_none_or(|a| e.digest.to_string().as_str() > a)
+            })
+            .collect();
+        // Digest order is algorithm then hex, which is also the order of their text.
+        entries.sort_by_key(|e| e.digest.to_string());
+        entries.truncate(options.limit.unwrap_or(usize::MAX));
+        Ok(entries)
     }
 
     async fn upload_start(&self, id: &str) -> Result<String> {
@@ -140,6 +182,7 @@ impl Storage for MemoryStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
+        let now = self.now();
         let mut inner = self.lock();
         let mut data = inner.uploads.remove(id).ok_or(StorageError::NotFound)?;
         if (data.len() as u64) < size {
@@ -149,7 +192,7 @@ impl Storage for MemoryStore {
         inner
             .blobs
             .entry(digest.clone())
-            .or_insert_with(|| Bytes::from(data));
+            .or_insert_with(|| (Bytes::from(data), now));
         Ok(())
     }
 
@@ -184,12 +227,14 @@ impl Storage for MemoryStore {
         Ok(Version(v.to_string()))
     }
 
-    async fn meta_delete(&self, key: &str) -> Result<()> {
-        self.lock()
-            .meta
-            .remove(key)
-            .map(|_| ())
-            .ok_or(StorageError::NotFound)
+    async fn meta_delete(&self, key: &str, expected: Option<&Version>) -> Result<()> {
+        let mut inner = self.lock();
+        let (_, v) = inner.meta.get(key).ok_or(StorageError::NotFound)?;
+        if expected.is_some_and(|want| want.0 != v.to_string()) {
+            return Err(StorageError::Precondition);
+        }
+        inner.meta.remove(key);
+        Ok(())
     }
 
     async fn meta_list(&self, prefix: &str, options: ListOptions<'_>) -> Result<Vec<String>> {
@@ -208,11 +253,22 @@ impl Storage for MemoryStore {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "contract"))]
 mod tests {
+    use std::sync::Arc;
+
     #[tokio::test]
     async fn contract() {
         let store = super::MemoryStore::new();
         super::super::contract::run(&store, "mem").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn contract_gc() {
+        let now = 1_700_000_000;
+        let store = Arc::new(super::MemoryStore::with_clock(Arc::new(move || now)));
+        super::super::contract_gc::gc(store, "mem", now)
+            .await
+            .unwrap();
     }
 }

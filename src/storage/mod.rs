@@ -21,8 +21,12 @@ use crate::digest::Digest;
 use crate::names::RepoName;
 use crate::{MaybeSend, MaybeSync};
 
+#[cfg(feature = "contract")]
 pub mod contract;
+#[cfg(feature = "contract")]
+pub mod contract_gc;
 pub mod memory;
+pub mod multipart;
 
 /// A byte range `[start, end)` of a blob, already checked against its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,10 +45,71 @@ impl ByteRange {
     }
 }
 
-/// A blob being read: its whole size, and a body with the bytes asked for.
+/// A part of a blob as a client asks for it (`Range: bytes=...`), before anyone knows the
+/// blob's size; the store resolves it ([`RangeSpec::resolve`]) as it opens the blob, so a ranged
+/// read costs one trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// From `first` to `last` inclusive (to the end when `last` is `None`).
+    From { first: u64, last: Option<u64> },
+    /// The last `n` bytes.
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    /// The bytes it names of a blob of `size` bytes; `None` if it names none (416).
+    pub fn resolve(self, size: u64) -> Option<ByteRange> {
+        match self {
+            RangeSpec::Suffix(0) => None,
+            RangeSpec::Suffix(_) if size == 0 => None,
+            RangeSpec::Suffix(n) => Some(ByteRange {
+                start: size.saturating_sub(n),
+                end: size,
+            }),
+            RangeSpec::From { first, .. } if first >= size => None,
+            RangeSpec::From { first, last } => Some(ByteRange {
+                start: first,
+                end: last.map_or(size, |l| l.saturating_add(1).min(size)),
+            }),
+        }
+    }
+}
+
+/// The bytes a read of a blob of `size` bytes sends: all of them, or the range asked for.
+pub fn resolve_range(size: u64, range: Option<RangeSpec>) -> Result<ByteRange> {
+    match range {
+        None => Ok(ByteRange {
+            start: 0,
+            end: size,
+        }),
+        Some(spec) => spec
+            .resolve(size)
+            .ok_or(StorageError::RangeNotSatisfiable { size }),
+    }
+}
+
+/// What a store knows of a blob without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub size: u64,
+    /// When its bytes were last written, in seconds since the Unix epoch by the store's clock;
+    /// `None` if the store cannot tell (garbage collection then never takes it).
+    pub modified: Option<u64>,
+}
+
+/// A blob being read: its whole size, the range being sent, and a body with those bytes.
 pub struct BlobRead {
     pub size: u64,
+    /// The bytes `body` holds: the whole blob unless a range was asked for.
+    pub range: ByteRange,
     pub body: Body,
+}
+
+/// One blob of a listing ([`Storage::blob_list`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub digest: Digest,
+    pub info: BlobInfo,
 }
 
 /// An opaque version of a metadata document, for conditional writes.
@@ -78,6 +143,9 @@ pub struct ListOptions<'a> {
     pub limit: Option<usize>,
 }
 
+/// The cause of a backend failure, kept whole for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// What went wrong in a store, by meaning. The core maps it to an OCI error where the meaning is
 /// known (NotFound is BLOB_UNKNOWN in one place, MANIFEST_UNKNOWN in another).
 #[derive(Debug)]
@@ -88,11 +156,18 @@ pub enum StorageError {
     Precondition,
     /// This store (or this repository in it) does not take writes.
     ReadOnly,
+    /// The range asked of a blob names none of its bytes.
+    RangeNotSatisfiable {
+        size: u64,
+    },
     /// The body being written failed: the client went away, or a check in the stream
     /// ([`crate::digest::BodyCheck`]) failed. Stores pass the stream's error through unchanged.
     Body(io::Error),
-    /// Anything else: I/O, the backend, corrupt state. Logged, never shown to clients.
-    Other(String),
+    /// The backend failed or could not be reached (a disk error, a storage service down or
+    /// refusing us): the request may succeed later. Clients see 503, the log sees the cause.
+    Unavailable(Cause),
+    /// Anything else: corrupt state, a broken invariant. Logged, never shown to clients.
+    Other(Cause),
 }
 
 impl fmt::Display for StorageError {
@@ -102,17 +177,35 @@ impl fmt::Display for StorageError {
             StorageError::AlreadyExists => f.write_str("already exists"),
             StorageError::Precondition => f.write_str("precondition failed"),
             StorageError::ReadOnly => f.write_str("read-only"),
+            StorageError::RangeNotSatisfiable { size } => {
+                write!(f, "range not satisfiable (size {size})")
+            }
             StorageError::Body(e) => write!(f, "body: {e}"),
+            StorageError::Unavailable(e) => write!(f, "storage unavailable: {e}"),
             StorageError::Other(e) => write!(f, "storage: {e}"),
         }
     }
 }
 
-impl std::error::Error for StorageError {}
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Body(e) => Some(e),
+            StorageError::Unavailable(e) | StorageError::Other(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
 
 impl StorageError {
-    pub fn other(e: impl fmt::Display) -> StorageError {
-        StorageError::Other(e.to_string())
+    /// A broken invariant or corrupt state, with its cause.
+    pub fn other(e: impl Into<Cause>) -> StorageError {
+        StorageError::Other(e.into())
+    }
+
+    /// A backend failure that may pass, with its cause.
+    pub fn unavailable(e: impl Into<Cause>) -> StorageError {
+        StorageError::Unavailable(e.into())
     }
 }
 
@@ -125,14 +218,15 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// - a failed append leaves an upload as it was before the call;
 /// - metadata writes are atomic, and `Create`/`Update` are compare-and-set.
 pub trait Storage: MaybeSend + MaybeSync + 'static {
-    /// The size of a blob; `NotFound` if absent.
-    fn blob_size(&self, digest: &Digest) -> impl Future<Output = Result<u64>> + MaybeSend;
+    /// A blob's size and age; `NotFound` if absent.
+    fn blob_head(&self, digest: &Digest) -> impl Future<Output = Result<BlobInfo>> + MaybeSend;
 
-    /// Read a blob, or the range of it (checked against its size by the caller).
+    /// Read a blob, or the part of it `range` names, with its size, in one trip.
+    /// `RangeNotSatisfiable` when the range names no byte of it.
     fn blob_get(
         &self,
         digest: &Digest,
-        range: Option<ByteRange>,
+        range: Option<RangeSpec>,
     ) -> impl Future<Output = Result<BlobRead>> + MaybeSend;
 
     /// Store `body` as the blob `digest` and return its size. Storing a blob that exists already
@@ -148,7 +242,15 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
     ) -> impl Future<Output = Result<u64>> + MaybeSend;
 
     /// Remove a blob's bytes (garbage collection's job; repositories only drop links).
+    /// `NotFound` if absent.
     fn blob_delete(&self, digest: &Digest) -> impl Future<Output = Result<()>> + MaybeSend;
+
+    /// Blobs in digest order (`algorithm:hex` as text), after `options.after` if given, at most
+    /// `options.limit`: for garbage collection and scrubbing, a page at a time.
+    fn blob_list(
+        &self,
+        options: ListOptions<'_>,
+    ) -> impl Future<Output = Result<Vec<BlobEntry>>> + MaybeSend;
 
     /// Begin an upload with a fresh id. Returns the store's own state for it, which the core
     /// keeps in the upload session and hands back on every later call.
@@ -189,8 +291,14 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         mode: PutMode,
     ) -> impl Future<Output = Result<Version>> + MaybeSend;
 
-    /// Remove a metadata document; `NotFound` if absent.
-    fn meta_delete(&self, key: &str) -> impl Future<Output = Result<()>> + MaybeSend;
+    /// Remove a metadata document; `NotFound` if absent. With `expected`, only if the document
+    /// is still at that version (`Precondition` otherwise): a delete that cannot undo a newer
+    /// write.
+    fn meta_delete(
+        &self,
+        key: &str,
+        expected: Option<&Version>,
+    ) -> impl Future<Output = Result<()>> + MaybeSend;
 
     /// Every key under `prefix` (which ends in `/`), at any depth, relative to the prefix, in
     /// byte order.
@@ -204,5 +312,58 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
     /// bytes move. Layout directories served read-only answer false.
     fn writable(&self, _name: &RepoName) -> bool {
         true
+    }
+}
+
+/// A shared store is a store: one instance behind several registries, or a registry and the
+/// test that checks what it left.
+impl<S: Storage> Storage for std::sync::Arc<S> {
+    async fn blob_head(&self, digest: &Digest) -> Result<BlobInfo> {
+        (**self).blob_head(digest).await
+    }
+    async fn blob_get(&self, digest: &Digest, range: Option<RangeSpec>) -> Result<BlobRead> {
+        (**self).blob_get(digest, range).await
+    }
+    async fn blob_put(&self, digest: &Digest, body: Body) -> Result<u64> {
+        (**self).blob_put(digest, body).await
+    }
+    async fn blob_delete(&self, digest: &Digest) -> Result<()> {
+        (**self).blob_delete(digest).await
+    }
+    async fn blob_list(&self, options: ListOptions<'_>) -> Result<Vec<BlobEntry>> {
+        (**self).blob_list(options).await
+    }
+    async fn upload_start(&self, id: &str) -> Result<String> {
+        (**self).upload_start(id).await
+    }
+    async fn upload_append(
+        &self,
+        id: &str,
+        state: &mut String,
+        offset: u64,
+        body: Body,
+    ) -> Result<u64> {
+        (**self).upload_append(id, state, offset, body).await
+    }
+    async fn upload_finish(&self, id: &str, state: &str, digest: &Digest, size: u64) -> Result<()> {
+        (**self).upload_finish(id, state, digest, size).await
+    }
+    async fn upload_abort(&self, id: &str, state: &str) -> Result<()> {
+        (**self).upload_abort(id, state).await
+    }
+    async fn meta_get(&self, key: &str) -> Result<Stored> {
+        (**self).meta_get(key).await
+    }
+    async fn meta_put(&self, key: &str, value: Bytes, mode: PutMode) -> Result<Version> {
+        (**self).meta_put(key, value, mode).await
+    }
+    async fn meta_delete(&self, key: &str, expected: Option<&Version>) -> Result<()> {
+        (**self).meta_delete(key, expected).await
+    }
+    async fn meta_list(&self, prefix: &str, options: ListOptions<'_>) -> Result<Vec<String>> {
+        (**self).meta_list(prefix, options).await
+    }
+    fn writable(&self, name: &RepoName) -> bool {
+        (**self).writable(name)
     }
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use berth::auth::jwt::{self, Access, Audience, Claims, Key};
 use berth::auth::password::PasswordHash;
-use berth::registry::ManualEnv;
+use berth::testing::ManualEnv;
 use berth::{Auth, Body, Config, Digest, MemoryStore, Registry};
 use http::Method;
 use serde_json::Value;
 
-use crate::core::{OCI_MANIFEST, Reg, Resp, image_manifest};
+use crate::core::{OCI_MANIFEST, Reg, Resp, image_manifest, remember_size};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 const EXT_PEM: &str = "-----BEGIN PUBLIC KEY-----
@@ -21,7 +21,7 @@ VUaKIlTHRiadopc3iPqexQRGURSNNXC9XqWrVvCVA/CUETPZ8Qr4lSSA6g==
 const EXT_PRIVATE: &str = "80ebc472f840fa3fe49665d673cc274347ab121bb190689c436972e728eefdf2";
 
 fn hash(password: &str) -> String {
-    PasswordHash::new(password, b"salt-for-tests!!", 2).to_string()
+    PasswordHash::new(password, b"salt-for-tests!!", 1000).to_string()
 }
 
 fn policy(extra: &str) -> String {
@@ -92,7 +92,7 @@ fn guarded(extra: &str) -> (Reg, Arc<Auth>) {
     (Reg { reg, env }, auth)
 }
 
-fn basic(user: &str, pass: &str) -> String {
+pub fn basic(user: &str, pass: &str) -> String {
     use std::fmt::Write;
     // A small base64 encoder: the test crate has no base64 dependency.
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -144,6 +144,7 @@ async fn push_image(reg: &Reg, name: &str, headers: &[(&str, &str)]) -> Value {
     let mut digests = Vec::new();
     for data in [b"{}".as_slice(), b"layer".as_slice()] {
         let d = Digest::sha256(data);
+        remember_size(&d, data.len() as u64);
         reg.send(
             Method::POST,
             &format!("/v2/{name}/blobs/uploads/?digest={d}"),
@@ -903,4 +904,164 @@ fn bad_policies() {
         assert!(Auth::new(&policy(bad), key).is_err(), "{bad}");
     }
     assert!(Auth::new(&policy(""), key).is_ok());
+}
+
+/// GET `/v2/` as `user:pass` from `peer`, with an adapter's pre-check if given.
+async fn login_from(
+    reg: &Reg,
+    user: &str,
+    pass: &str,
+    peer: Option<[u8; 4]>,
+    verified: Option<berth::auth::Verified>,
+) -> http::StatusCode {
+    let mut req = http::Request::builder()
+        .uri("/v2/")
+        .header("authorization", basic(user, pass))
+        .body(Body::Empty)
+        .unwrap();
+    if let Some(p) = peer {
+        req.extensions_mut()
+            .insert(berth::auth::Peer(std::net::IpAddr::from(p)));
+    }
+    if let Some(v) = verified {
+        req.extensions_mut().insert(v);
+    }
+    reg.reg.handle(req).await.status()
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_user_and_per_address() {
+    let (reg, _) = guarded("");
+    let (a, b) = (Some([10, 0, 0, 1]), Some([10, 0, 0, 2]));
+    // Per user: ten failures for alice from anywhere, then even her right password waits.
+    for i in 0..10u8 {
+        let from = Some([10, 1, 0, i]);
+        assert_eq!(login_from(&reg, "alice", "wrong", from, None).await, 401);
+    }
+    assert_eq!(login_from(&reg, "alice", "alice-pw", b, None).await, 429);
+    assert_eq!(login_from(&reg, "bob", "bob-pw", b, None).await, 200);
+    // Per address: ten failures from `a` under any names, then `a` waits, `b` does not.
+    for i in 0..10 {
+        assert_eq!(
+            login_from(&reg, &format!("nobody{i}"), "x", a, None).await,
+            401
+        );
+    }
+    assert_eq!(login_from(&reg, "dave", "dave-pw", a, None).await, 429);
+    assert_eq!(login_from(&reg, "dave", "dave-pw", b, None).await, 200);
+    // The token endpoint too.
+    let token = reg
+        .send(
+            Method::GET,
+            "/token?service=registry.test",
+            &[("authorization", &basic("alice", "alice-pw"))],
+            Body::Empty,
+        )
+        .await;
+    token.expect_error(429, "TOOMANYREQUESTS");
+    // A minute later, both may try again.
+    reg.env.advance(61);
+    assert_eq!(login_from(&reg, "alice", "alice-pw", b, None).await, 200);
+    assert_eq!(login_from(&reg, "dave", "dave-pw", a, None).await, 200);
+}
+
+#[tokio::test]
+async fn an_adapters_pre_check_counts_only_for_its_own_login() {
+    let (reg, auth) = guarded("");
+    let now = berth::Env::now(&reg.env);
+    let headers = |u: &str, p: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", basic(u, p).parse().unwrap());
+        h
+    };
+    let good = auth.verify_basic(&headers("alice", "alice-pw"), None, now);
+    let bad = auth.verify_basic(&headers("alice", "nope"), None, now);
+    assert!(good.is_some() && bad.is_some());
+    assert!(auth.verify_basic(&headers("", ""), None, now).is_none());
+    // A pre-check of another login is ignored: the password is hashed again.
+    assert_eq!(
+        login_from(&reg, "alice", "wrong", None, good.clone()).await,
+        401
+    );
+    assert_eq!(login_from(&reg, "alice", "nope", None, bad).await, 401);
+    assert_eq!(login_from(&reg, "alice", "alice-pw", None, good).await, 200);
+    // Remembered now: nothing left to hash.
+    assert!(
+        auth.verify_basic(&headers("alice", "alice-pw"), None, now)
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_login_is_not_another_users() {
+    // alice's password holds a NUL: `alice` + 0 + `b` + 0 + `c` once named both (alice, "b\0c")
+    // and ("alice\0b", "c").
+    let text = policy("").replacen(
+        &format!("password = \"{}\"", hash("alice-pw")),
+        &format!("password = \"{}\"", hash("b\0c")),
+        1,
+    );
+    let auth = Arc::new(Auth::new(&text, SECRET.as_bytes()).unwrap());
+    let env = Arc::new(ManualEnv::at(1_700_000_000));
+    let reg = Reg {
+        reg: Registry::new(MemoryStore::new(), env.clone(), Config::default()).with_auth(auth),
+        env,
+    };
+    assert_eq!(login_from(&reg, "alice", "b\0c", None, None).await, 200);
+    assert_eq!(login_from(&reg, "alice\0b", "c", None, None).await, 401);
+}
+
+#[tokio::test]
+async fn an_upload_belongs_to_whoever_started_it() {
+    let text = format!(
+        "{}\n[[rules]]\nrepos = [\"shared/*\"]\nwho = [\"alice\", \"dave\"]\nactions = [\"pull\", \"push\"]\n",
+        policy("")
+    );
+    let auth = Arc::new(Auth::new(&text, SECRET.as_bytes()).unwrap());
+    let env = Arc::new(ManualEnv::at(1_700_000_000));
+    let reg = Reg {
+        reg: Registry::new(MemoryStore::new(), env.clone(), Config::default()).with_auth(auth),
+        env,
+    };
+    let alice = basic("alice", "alice-pw");
+    let ci = basic("dave", "dave-pw");
+    let start = reg
+        .send(
+            Method::POST,
+            "/v2/shared/app/blobs/uploads/",
+            &[("authorization", &alice)],
+            Body::Empty,
+        )
+        .await;
+    start.expect(202);
+    let location = start.header("location").unwrap().to_owned();
+    // dave may push to shared/app too, but not into alice's upload.
+    for m in [Method::PATCH, Method::GET] {
+        reg.send(
+            m,
+            &location,
+            &[("authorization", &ci)],
+            Body::from(b"x".to_vec()),
+        )
+        .await
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    }
+    let d = Digest::sha256(b"x");
+    let sep = if location.contains('?') { '&' } else { '?' };
+    reg.send(
+        Method::PUT,
+        &format!("{location}{sep}digest={d}"),
+        &[("authorization", &ci)],
+        Body::from(b"x".to_vec()),
+    )
+    .await
+    .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    reg.send(
+        Method::PATCH,
+        &location,
+        &[("authorization", &alice)],
+        Body::from(b"x".to_vec()),
+    )
+    .await
+    .expect(202);
 }

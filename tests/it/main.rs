@@ -1,23 +1,13 @@
-//! One integration-test binary: modules by subject.
+//! One integration-test binary for the core: modules by subject, all in-process over the
+//! memory store. The native server's tests live in `server/tests/`.
 
 mod auth;
-#[cfg(feature = "native")]
-mod client;
+mod browse;
 mod core;
-#[cfg(feature = "native")]
-mod crash;
-#[cfg(feature = "native")]
-mod fs;
-#[cfg(feature = "native")]
-mod hostile;
-#[cfg(feature = "native")]
-mod layout;
+mod gc;
+mod hardening;
 mod lists;
-#[cfg(feature = "native")]
-mod load;
 mod manifests;
+mod mirror;
+mod policy;
 mod purge;
-#[cfg(feature = "native")]
-mod races;
-#[cfg(feature = "native")]
-mod server;

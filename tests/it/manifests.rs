@@ -172,6 +172,7 @@ async fn indexes_nested_and_docker_types() {
         .unwrap()
         .parse()
         .unwrap();
+    let index_size = serde_json::to_vec(&index).unwrap().len() as u64;
     assert_eq!(
         r.get("/v2/multi/manifests/latest")
             .await
@@ -179,7 +180,7 @@ async fn indexes_nested_and_docker_types() {
         Some(OCI_INDEX)
     );
     // An index of indexes.
-    let nested = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc(OCI_INDEX, &index_digest, 1)]});
+    let nested = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc(OCI_INDEX, &index_digest, index_size)]});
     r.put_manifest("multi", "nested", OCI_INDEX, &nested)
         .await
         .expect(201);
@@ -202,7 +203,7 @@ async fn indexes_nested_and_docker_types() {
         .unwrap()
         .parse()
         .unwrap();
-    let list = json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [desc(DOCKER_MANIFEST, &md, 1)]});
+    let list = json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [desc(DOCKER_MANIFEST, &md, serde_json::to_vec(&m).unwrap().len() as u64)]});
     r.put_manifest("docker", "list", DOCKER_LIST, &list)
         .await
         .expect(201);

@@ -11,10 +11,23 @@ pub struct Settings {
     /// Size of every part but the last of a chunked upload's R2 multipart upload.
     pub part_size: u64,
     /// Serve `/_berth/contract`, which runs the storage contract suite against the bucket.
-    /// Only test configurations set it.
+    /// Only test configurations set it, and only test builds (the `contract` feature) have the
+    /// route; with an access policy it is refused.
+    #[cfg(feature = "contract")]
     pub contract_tests: bool,
     /// The policy file's text and the signing key, when access control is on.
     pub auth: Option<(String, String)>,
+    /// `BERTH_OPEN = "true"`: without a policy, anyone may push and delete. Without a policy
+    /// and without this choice, the Worker refuses writes (an open registry is never a default).
+    pub open: bool,
+    /// Seconds between garbage collection passes (a pass in progress goes on at every cron
+    /// invocation); 0: no passes, only the upload purge.
+    pub gc_interval: u64,
+    /// Storage calls one cron invocation may spend on a pass (each is one or two R2
+    /// operations): keep it under the plan's subrequest limit.
+    pub gc_budget: u32,
+    /// The content policy's text (retention, immutable tags, quotas), if any.
+    pub gc_policy: Option<String>,
 }
 
 /// One `[vars]` entry, if set and not blank.
@@ -43,6 +56,17 @@ fn flag(env: &worker::Env, name: &str, default: bool) -> bool {
             worker::console_warn!("{name}={other:?} is not a boolean; using {default}");
             default
         }
+    }
+}
+
+/// A whole number (seconds, or a count).
+fn secs(env: &worker::Env, name: &str, default: u64) -> u64 {
+    match var(env, name) {
+        None => default,
+        Some(v) => v.trim().parse().unwrap_or_else(|_| {
+            worker::console_warn!("{name}={v:?} is not a whole number; using {default}");
+            default
+        }),
     }
 }
 
@@ -79,20 +103,22 @@ impl Settings {
                 defaults.max_manifest_size as u64,
             )
             .max(4 << 20) as usize,
-            upload_expiry: var(env, "BERTH_UPLOAD_EXPIRY")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(defaults.upload_expiry),
+            upload_expiry: secs(env, "BERTH_UPLOAD_EXPIRY", defaults.upload_expiry),
             chunk_min_length: (chunk_min > 0).then_some(chunk_min),
-            max_page_size: var(env, "BERTH_MAX_PAGE_SIZE")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(defaults.max_page_size),
+            max_page_size: secs(env, "BERTH_MAX_PAGE_SIZE", defaults.max_page_size as u64) as usize,
+            gc_grace: secs(env, "BERTH_GC_GRACE", defaults.gc_grace).max(berth::gc::MIN_GRACE),
         };
         Settings {
             config,
             part_size,
+            #[cfg(feature = "contract")]
             contract_tests: flag(env, "BERTH_CONTRACT_TESTS", false),
             auth: secret(env, "BERTH_AUTH_POLICY")
                 .map(|policy| (policy, secret(env, "BERTH_AUTH_KEY").unwrap_or_default())),
+            open: flag(env, "BERTH_OPEN", false),
+            gc_interval: secs(env, "BERTH_GC_INTERVAL", 3600),
+            gc_budget: secs(env, "BERTH_GC_BUDGET", 400) as u32,
+            gc_policy: secret(env, "BERTH_GC_POLICY"),
         }
     }
 }

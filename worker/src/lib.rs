@@ -13,6 +13,8 @@ pub mod text;
 #[cfg(target_arch = "wasm32")]
 mod body;
 #[cfg(target_arch = "wasm32")]
+mod budget;
+#[cfg(target_arch = "wasm32")]
 mod config;
 #[cfg(target_arch = "wasm32")]
 mod fetch;
@@ -20,3 +22,5 @@ mod fetch;
 mod js;
 #[cfg(target_arch = "wasm32")]
 mod r2;
+#[cfg(target_arch = "wasm32")]
+mod ui;

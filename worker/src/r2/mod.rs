@@ -10,6 +10,12 @@
 //! meta/<key>                the core's metadata documents (keys as in berth::keys)
 //! ```
 //!
+//! R2 has no conditional delete, so a delete that must not undo a newer write (`meta_delete`
+//! with a version) replaces the document, by a conditional put, with a *retired* marker: an
+//! object with the `berth-retired` custom metadata, which reads and listings treat as absent
+//! and a `Create` may replace. A marker is never removed (an unconditional delete could remove
+//! a document written after it); it costs one small object per such key.
+//!
 //! Bytes stay out of wasm where they can: a blob put with a platform body streams into R2 with
 //! R2's own checksum, and a blob read hands R2's stream back as it is. A chunked upload's bytes
 //! pass through wasm once, where the core hashes them; they are cut into equal parts of an R2
@@ -18,17 +24,16 @@
 //! append may land on a new isolate. A failed append changes nothing the saved state refers to:
 //! pending objects get fresh keys and are deleted only once a later state no longer names them.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 
 use bytes::Bytes;
-use worker::{Bucket, Conditional, Data, Object, Range};
+use worker::{Bucket, Conditional, Data, Include, Object, Range};
 
 use berth::digest::BodyCheck;
+use berth::storage::{BlobEntry, BlobInfo, RangeSpec, resolve_range};
 use berth::{
-    Algorithm, BlobRead, Body, ByteRange, Digest, ListOptions, PutMode, Storage, StorageError,
-    Stored, Version,
+    Algorithm, BlobRead, Body, Digest, ListOptions, PutMode, Storage, StorageError, Stored, Version,
 };
 
 use crate::body::JsBody;
@@ -50,19 +55,20 @@ pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
 
 const TARGET: &str = "berth-target";
 const SIZE: &str = "berth-size";
+/// Custom metadata of a retired metadata document (see the module's notes).
+const RETIRED: &str = "berth-retired";
 
 pub struct R2Store {
     bucket: Bucket,
     part_size: u64,
-    /// Where each blob read in this request lives. Blobs never change, so a request that asks
-    /// for a blob's size and then its bytes follows a pointer once.
-    located: RefCell<HashMap<Digest, Located>>,
 }
 
-#[derive(Clone)]
+/// Where a blob's bytes are: its own object, or the one its pointer names.
 struct Located {
     key: String,
     size: u64,
+    /// When the blob appeared (its object or its pointer was written).
+    modified: u64,
 }
 
 fn blob_key(d: &Digest) -> String {
@@ -73,8 +79,13 @@ fn meta_key(key: &str) -> String {
     format!("meta/{key}")
 }
 
+/// R2 failed or refused: the request may succeed later (503).
 fn r2_err(op: &str, key: &str, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Other(format!("r2 {op} {key}: {e}"))
+    StorageError::unavailable(format!("r2 {op} {key}: {e}"))
+}
+
+fn retired(obj: &Object) -> bool {
+    obj.custom_metadata().is_ok_and(|m| m.contains_key(RETIRED))
 }
 
 fn absent() -> Conditional {
@@ -108,6 +119,13 @@ fn checksum_mismatch(expected: &Digest, message: &str) -> Option<StorageError> {
 }
 
 impl R2Store {
+    pub fn new(bucket: Bucket, part_size: u64) -> R2Store {
+        R2Store {
+            bucket,
+            part_size: part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE),
+        }
+    }
+
     /// The object's metadata; `NotFound` when there is none.
     async fn head(&self, key: &str) -> Result<Object> {
         self.bucket
@@ -117,30 +135,32 @@ impl R2Store {
             .ok_or(StorageError::NotFound)
     }
 
-    pub fn new(bucket: Bucket, part_size: u64) -> R2Store {
-        R2Store {
-            bucket,
-            part_size: part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE),
-            located: RefCell::new(HashMap::new()),
+    /// The object with its body (a range of it, if asked); `NotFound` when there is none.
+    async fn get(&self, key: &str, range: Option<Range>) -> Result<Object> {
+        let mut get = self.bucket.get(key);
+        if let Some(r) = range {
+            get = get.range(r);
         }
+        get.execute()
+            .await
+            .map_err(|e| r2_err("get", key, e))?
+            .ok_or(StorageError::NotFound)
     }
 
     /// Where a blob's bytes are, following a pointer.
     async fn locate(&self, d: &Digest) -> Result<Located> {
-        if let Some(l) = self.located.borrow().get(d) {
-            return Ok(l.clone());
-        }
         let key = blob_key(d);
         let obj = self.head(&key).await?;
-        let located = located(key, &obj)?;
-        self.located.borrow_mut().insert(d.clone(), located.clone());
-        Ok(located)
+        located(key, &obj)
     }
 
     /// Put bytes already in hand as the blob `d`, with R2 checking them against the digest.
-    async fn put_blob_data(&self, d: &Digest, data: Data, size: u64) -> Result<u64> {
+    /// Never conditional on the blob being absent: "it is there already" would then let
+    /// bytes R2 never checked count as a verified push of someone else's blob. A second put of
+    /// the same digest writes the same bytes again.
+    async fn put_blob_data(&self, d: &Digest, data: Data) -> Result<u64> {
         let key = blob_key(d);
-        let put = self.bucket.put(&key, data).only_if(absent());
+        let put = self.bucket.put(&key, data);
         let raw = text::unhex(d.hex()).ok_or_else(|| StorageError::other("digest hex"))?;
         let put = match d.algorithm() {
             Algorithm::Sha256 => put.sha256(raw),
@@ -148,126 +168,189 @@ impl R2Store {
         };
         match put.execute().await {
             Ok(Some(obj)) => Ok(obj.size()),
-            // There already: blobs are content-addressed, so it holds these very bytes.
-            Ok(None) => self.locate(d).await.map(|l| l.size).or(Ok(size)),
+            Ok(None) => Err(r2_err("put", &key, "refused without a condition")),
             Err(e) => {
                 let msg = e.to_string();
                 Err(checksum_mismatch(d, &msg).unwrap_or_else(|| r2_err("put", &key, msg)))
             }
         }
     }
-}
 
-impl R2Store {
-    /// Every object key under `prefix` (for tests that check what is left in the bucket).
-    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut cursor = None;
-        loop {
-            let mut list = self.bucket.list().prefix(prefix);
+    /// Objects under `prefix` after `start_after`, with their custom metadata, handed to
+    /// `take` in key order until it has taken `limit` (it answers whether it took one).
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<String>,
+        limit: Option<usize>,
+        mut take: impl FnMut(Object) -> Result<bool>,
+    ) -> Result<()> {
+        let mut want = limit.unwrap_or(usize::MAX);
+        let mut cursor: Option<String> = None;
+        while want > 0 {
+            let mut list = self
+                .bucket
+                .list()
+                .prefix(prefix)
+                .include(vec![Include::CustomMetadata])
+                .limit(want.min(1000) as u32);
             if let Some(c) = cursor.take() {
                 list = list.cursor(c);
+            } else if let Some(after) = &start_after {
+                list = list.start_after(after.clone());
             }
             let listed = list
                 .execute()
                 .await
                 .map_err(|e| r2_err("list", prefix, e))?;
-            keys.extend(listed.objects().iter().map(Object::key));
+            for obj in listed.objects() {
+                if take(obj)? {
+                    want -= 1;
+                    if want == 0 {
+                        return Ok(());
+                    }
+                }
+            }
             match listed.cursor() {
                 Some(c) if listed.truncated() => cursor = Some(c),
-                _ => return Ok(keys),
+                _ => return Ok(()),
             }
         }
+        Ok(())
+    }
+
+    /// Replace a retired marker at `k` (from the version it was read at) with `value`.
+    async fn revive(&self, k: &str, value: &Bytes) -> Result<Option<Version>> {
+        let obj = match self.head(k).await {
+            Ok(obj) if retired(&obj) => obj,
+            Ok(_) | Err(StorageError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let put = self
+            .bucket
+            .put(k, Data::Bytes(value.to_vec()))
+            .only_if(etag_is(obj.etag()));
+        Ok(put
+            .execute()
+            .await
+            .map_err(|e| r2_err("put", k, e))?
+            .map(|o| Version(o.etag())))
+    }
+}
+
+#[cfg(feature = "contract")]
+impl R2Store {
+    /// Every object key under `prefix` (for tests that check what is left in the bucket).
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        self.list(prefix, None, None, |obj| {
+            keys.push(obj.key());
+            Ok(true)
+        })
+        .await?;
+        Ok(keys)
     }
 }
 
 fn located(key: String, obj: &Object) -> Result<Located> {
     let meta = obj.custom_metadata().unwrap_or_default();
+    let modified = obj.uploaded().as_millis() / 1000;
     match meta.get(TARGET) {
         Some(target) => {
             let size = meta
                 .get(SIZE)
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| r2_err("head", &key, "pointer without a size"))?;
+                .ok_or_else(|| StorageError::other(format!("r2 {key}: pointer without a size")))?;
             Ok(Located {
                 key: target.clone(),
                 size,
+                modified,
             })
         }
         None => Ok(Located {
             size: obj.size(),
             key,
+            modified,
         }),
     }
 }
 
+/// The digest a `blobs/<alg>/<hex>` key names.
+fn blob_digest(key: &str) -> Option<Digest> {
+    let (alg, hex) = key.strip_prefix("blobs/")?.split_once('/')?;
+    format!("{alg}:{hex}").parse().ok()
+}
+
+fn etag_is(etag: String) -> Conditional {
+    Conditional {
+        etag_matches: Some(etag),
+        ..Default::default()
+    }
+}
+
 impl Storage for R2Store {
-    async fn blob_size(&self, digest: &Digest) -> Result<u64> {
-        self.locate(digest).await.map(|l| l.size)
+    async fn blob_head(&self, digest: &Digest) -> Result<BlobInfo> {
+        let at = self.locate(digest).await?;
+        Ok(BlobInfo {
+            size: at.size,
+            modified: Some(at.modified),
+        })
     }
 
-    async fn blob_get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead> {
-        let (key, size, obj) = match range {
+    async fn blob_get(&self, digest: &Digest, range: Option<RangeSpec>) -> Result<BlobRead> {
+        let (obj, size, range) = match range {
+            // Most blobs are not pointers: one get, and a second only for a pointer.
             None => {
-                // Most blobs are not pointers: one get, and a second only for a pointer.
                 let key = blob_key(digest);
-                let obj = self
-                    .bucket
-                    .get(&key)
-                    .execute()
-                    .await
-                    .map_err(|e| r2_err("get", &key, e))?
-                    .ok_or(StorageError::NotFound)?;
+                let obj = self.get(&key, None).await?;
                 let at = located(key.clone(), &obj)?;
-                if at.key == key {
-                    (key, at.size, obj)
+                let obj = if at.key == key {
+                    obj
                 } else {
-                    let obj = self
-                        .bucket
-                        .get(&at.key)
-                        .execute()
+                    self.get(&at.key, None)
                         .await
-                        .map_err(|e| r2_err("get", &at.key, e))?
-                        .ok_or_else(|| r2_err("get", &at.key, "pointer to nothing"))?;
-                    (at.key, at.size, obj)
-                }
+                        .map_err(|_| StorageError::other(format!("r2 {key}: pointer to nothing")))?
+                };
+                (obj, at.size, resolve_range(at.size, None)?)
             }
-            Some(r) => {
+            // A range needs the size first: where the bytes are and how many, then them.
+            Some(spec) => {
                 let at = self.locate(digest).await?;
+                let r = resolve_range(at.size, Some(spec))?;
                 if r.is_empty() {
                     return Ok(BlobRead {
                         size: at.size,
+                        range: r,
                         body: Body::Empty,
                     });
                 }
                 let obj = self
-                    .bucket
-                    .get(&at.key)
-                    .range(Range::OffsetWithLength {
-                        offset: r.start,
-                        length: r.len(),
-                    })
-                    .execute()
-                    .await
-                    .map_err(|e| r2_err("get", &at.key, e))?
-                    .ok_or(StorageError::NotFound)?;
-                (at.key, at.size, obj)
+                    .get(
+                        &at.key,
+                        Some(Range::OffsetWithLength {
+                            offset: r.start,
+                            length: r.len(),
+                        }),
+                    )
+                    .await?;
+                (obj, at.size, r)
             }
         };
-        let len = range.map_or(size, |r| r.len());
         let stream = match obj.body().map(|b| b.response_body()) {
             Some(Ok(worker::ResponseBody::Stream(s))) => s,
-            Some(Ok(worker::ResponseBody::Empty)) | None if len == 0 => {
+            Some(Ok(worker::ResponseBody::Empty)) | None if range.is_empty() => {
                 return Ok(BlobRead {
                     size,
+                    range,
                     body: Body::Empty,
                 });
             }
-            _ => return Err(r2_err("get", &key, "no body")),
+            _ => return Err(r2_err("get", &obj.key(), "no body")),
         };
         Ok(BlobRead {
             size,
-            body: JsBody::body(stream, Some(len)),
+            range,
+            body: JsBody::body(stream, Some(range.len())),
         })
     }
 
@@ -276,10 +359,10 @@ impl Storage for R2Store {
             // The pass-through: the request body streams into R2, which checks the digest.
             Ok(JsBody {
                 stream,
-                len: Some(len),
+                len: Some(_),
             }) => {
                 return self
-                    .put_blob_data(digest, Data::ReadableStream(stream), len)
+                    .put_blob_data(digest, Data::ReadableStream(stream))
                     .await;
             }
             Ok(js) => Body::stream(berth::digest::Checked::digest(
@@ -306,8 +389,33 @@ impl Storage for R2Store {
                 .await
                 .map_err(|e| r2_err("delete", &at.key, e))?;
         }
-        self.located.borrow_mut().remove(digest);
         Ok(())
+    }
+
+    async fn blob_list(&self, options: ListOptions<'_>) -> Result<Vec<BlobEntry>> {
+        // `blobs/<alg>/<hex>` sorts as `<alg>:<hex>` does: the algorithms differ before the
+        // separator, and the hex after it compares alike.
+        let start_after = options
+            .after
+            .map(|a| format!("blobs/{}", a.replacen(':', "/", 1)));
+        let mut out = Vec::new();
+        self.list("blobs/", start_after, options.limit, |obj| {
+            let key = obj.key();
+            let Some(digest) = blob_digest(&key) else {
+                return Ok(false);
+            };
+            let at = located(key, &obj)?;
+            out.push(BlobEntry {
+                digest,
+                info: BlobInfo {
+                    size: at.size,
+                    modified: Some(at.modified),
+                },
+            });
+            Ok(true)
+        })
+        .await?;
+        Ok(out)
     }
 
     async fn upload_start(&self, id: &str) -> Result<String> {
@@ -334,13 +442,10 @@ impl Storage for R2Store {
 
     async fn meta_get(&self, key: &str) -> Result<Stored> {
         let k = meta_key(key);
-        let obj = self
-            .bucket
-            .get(&k)
-            .execute()
-            .await
-            .map_err(|e| r2_err("get", &k, e))?
-            .ok_or(StorageError::NotFound)?;
+        let obj = self.get(&k, None).await?;
+        if retired(&obj) {
+            return Err(StorageError::NotFound);
+        }
         let version = Version(obj.etag());
         let value = match obj.body() {
             Some(b) => b.bytes().await.map_err(|e| r2_err("read", &k, e))?,
@@ -370,51 +475,54 @@ impl Storage for R2Store {
         };
         match put.execute().await.map_err(|e| r2_err("put", &k, e))? {
             Some(obj) => Ok(Version(obj.etag())),
+            // A retired document counts as absent: Create may take its place.
+            None if mode == PutMode::Create => self.revive(&k, &value).await?.ok_or(refused),
             None => Err(refused),
         }
     }
 
-    async fn meta_delete(&self, key: &str) -> Result<()> {
+    async fn meta_delete(&self, key: &str, expected: Option<&Version>) -> Result<()> {
         let k = meta_key(key);
-        self.head(&k).await?;
-        self.bucket
-            .delete(&k)
-            .await
-            .map_err(|e| r2_err("delete", &k, e))
+        let obj = self.head(&k).await?;
+        if retired(&obj) {
+            return Err(StorageError::NotFound);
+        }
+        let Some(want) = expected else {
+            return self
+                .bucket
+                .delete(&k)
+                .await
+                .map_err(|e| r2_err("delete", &k, e));
+        };
+        // Retire it, if it is still at the version asked: a unique body, so that the marker's
+        // own etag names this retirement and no other.
+        let marker = format!("retired {}", js::random_hex(8));
+        let put = self
+            .bucket
+            .put(&k, Data::Bytes(marker.into_bytes()))
+            .custom_metadata(HashMap::from([(RETIRED.to_owned(), "1".to_owned())]))
+            .only_if(etag_is(want.0.clone()));
+        match put.execute().await.map_err(|e| r2_err("put", &k, e))? {
+            Some(_) => Ok(()),
+            None => Err(StorageError::Precondition),
+        }
     }
 
     async fn meta_list(&self, prefix: &str, options: ListOptions<'_>) -> Result<Vec<String>> {
         let full = meta_key(prefix);
-        let mut want = options.limit.unwrap_or(usize::MAX);
+        let start_after = options.after.map(|a| format!("{full}{a}"));
         let mut keys = Vec::new();
-        let mut cursor: Option<String> = None;
-        while want > 0 {
-            let mut list = self
-                .bucket
-                .list()
-                .prefix(&full)
-                .limit(want.min(1000) as u32);
-            if let Some(c) = cursor.take() {
-                list = list.cursor(c);
-            } else if let Some(after) = options.after {
-                list = list.start_after(format!("{full}{after}"));
+        self.list(&full, start_after, options.limit, |obj| {
+            if retired(&obj) {
+                return Ok(false);
             }
-            let listed = list.execute().await.map_err(|e| r2_err("list", &full, e))?;
-            for obj in listed.objects() {
-                let key = obj.key();
-                if let Some(rel) = key.strip_prefix(&full) {
-                    keys.push(rel.to_owned());
-                    want -= 1;
-                    if want == 0 {
-                        break;
-                    }
-                }
-            }
-            match listed.cursor() {
-                Some(c) if listed.truncated() => cursor = Some(c),
-                _ => break,
-            }
-        }
+            let Some(rel) = obj.key().strip_prefix(&full).map(str::to_owned) else {
+                return Ok(false);
+            };
+            keys.push(rel);
+            Ok(true)
+        })
+        .await?;
         Ok(keys)
     }
 }

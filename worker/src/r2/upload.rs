@@ -5,51 +5,13 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use worker::{Conditional, Data, MultipartUpload, Object, UploadedPart};
 
+use berth::storage::multipart::{Pending, UploadState};
 use berth::{Body, Digest, StorageError};
 
 use super::{MAX_PARTS, R2Store, Result, SIZE, TARGET, absent, blob_key, r2_err};
 use crate::js;
-
-/// The store's part of an upload session.
-#[derive(Serialize, Deserialize, Default, Debug, Clone)]
-struct UploadState {
-    /// The part size the upload started with: every part but the last has it.
-    part: u64,
-    /// Bytes appended: `parts.len() * part` plus the pending bytes.
-    len: u64,
-    /// The multipart upload of `chunked/<id>`, once a part was full.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mp: Option<String>,
-    /// Etags of parts 1..=n.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    parts: Vec<String>,
-    /// The bytes after the last part, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pending: Vec<Pending>,
-    /// Pending objects copied into a part by the append that wrote this state: the next append
-    /// deletes them (this state being saved by then, nothing refers to them any more).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    drop: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-struct Pending {
-    /// The nonce in its key.
-    k: String,
-    /// Its length.
-    n: u64,
-    /// Its etag, checked when it is read back.
-    e: String,
-}
-
-impl UploadState {
-    fn pending_len(&self) -> u64 {
-        self.pending.iter().map(|p| p.n).sum()
-    }
-}
 
 fn chunked_key(id: &str) -> String {
     format!("chunked/{id}")
@@ -65,14 +27,6 @@ fn open_key(id: &str) -> String {
 
 fn pending_key(id: &str, nonce: &str) -> String {
     format!("upload/{id}/p-{nonce}")
-}
-
-fn read_state(state: &str) -> Result<UploadState> {
-    serde_json::from_str(state).map_err(|e| StorageError::other(format!("upload state: {e}")))
-}
-
-fn write_state(st: &UploadState) -> Result<String> {
-    serde_json::to_string(st).map_err(StorageError::other)
 }
 
 /// Appends bytes to an upload: fills parts of exactly the upload's part size, and parks the rest
@@ -264,7 +218,7 @@ impl R2Store {
                     "upload holds {n} bytes, not {size}"
                 )));
             }
-            self.put_blob_data(d, Data::Bytes(data), size).await?;
+            self.put_blob_data(d, Data::Bytes(data)).await?;
             return Ok(());
         }
         let mp = self.multipart(id, st)?;
@@ -347,10 +301,11 @@ impl R2Store {
         if put.is_none() {
             return Err(StorageError::AlreadyExists);
         }
-        write_state(&UploadState {
+        UploadState {
             part: self.part_size,
             ..Default::default()
-        })
+        }
+        .write()
     }
 
     pub(super) async fn append(
@@ -360,7 +315,7 @@ impl R2Store {
         offset: u64,
         body: Body,
     ) -> Result<u64> {
-        let mut st = read_state(state)?;
+        let mut st = UploadState::read(state)?;
         if st.len != offset {
             return Err(StorageError::Precondition);
         }
@@ -396,7 +351,7 @@ impl R2Store {
             return Err(e);
         }
         let len = app.st.len;
-        *state = write_state(&app.st)?;
+        *state = app.st.write()?;
         Ok(len)
     }
 
@@ -407,7 +362,7 @@ impl R2Store {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let st = read_state(state)?;
+        let st = UploadState::read(state)?;
         if st.len != size {
             return Err(StorageError::Precondition);
         }
@@ -418,7 +373,7 @@ impl R2Store {
 
     pub(super) async fn abort(&self, id: &str, state: &str) -> Result<()> {
         // An unreadable state still names the upload: its objects go all the same.
-        let st = read_state(state).ok();
+        let st = UploadState::read(state).ok();
         self.release(id, st.as_ref()).await
     }
 
@@ -430,10 +385,7 @@ impl R2Store {
         while (head.len() as u64) < self.part_size {
             match stream.next().await {
                 Some(chunk) => head.extend_from_slice(&chunk.map_err(StorageError::Body)?),
-                None => {
-                    let n = head.len() as u64;
-                    return self.put_blob_data(digest, Data::Bytes(head), n).await;
-                }
+                None => return self.put_blob_data(digest, Data::Bytes(head)).await,
             }
         }
         let id = format!("put-{}", js::random_hex(16));
