@@ -393,13 +393,14 @@ impl<S: Storage> Registry<S> {
                 cx.mirror_manifest(t, reference, head, req).await
             }
             Route::Blob { digest, .. } if reading => cx.mirror_blob(t, digest, head, req).await,
-            Route::Referrers { digest, .. } if reading => {
-                cx.mirror_referrers(t, digest, req).await
-            }
+            Route::Referrers { digest, .. } if reading => cx.mirror_referrers(t, digest, req).await,
             Route::Tags { .. } if reading => cx.tags_list(t.local.as_str(), req).await,
             _ => Err(RegistryError::new(
                 Code::Unsupported,
-                format!("{} is a mirror of {}: pushes are not allowed", t.local, t.ns),
+                format!(
+                    "{} is a mirror of {}: pushes are not allowed",
+                    t.local, t.ns
+                ),
             )),
         }
     }

@@ -63,7 +63,11 @@ impl Upstream for NativeUpstream {
             .bases
             .get(ns)
             .ok_or_else(|| format!("no upstream {ns}"))?;
-        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         // `/v2/<repo>/<manifests|blobs|referrers|tags>/...`: the repository, for the token scope.
         let repo = path
             .strip_prefix("/v2/")

@@ -274,7 +274,13 @@ impl<S: Storage> Ctx<'_, S> {
 
     /// Point `t` at `d`. An immutable tag is written only if absent, so that of two pushes
     /// racing to set it, the second is checked against the first.
-    pub(crate) async fn set_tag(&self, name: &RepoName, t: &Tag, d: &Digest, now: u64) -> Result<()> {
+    pub(crate) async fn set_tag(
+        &self,
+        name: &RepoName,
+        t: &Tag,
+        d: &Digest,
+        now: u64,
+    ) -> Result<()> {
         let key = keys::tag(name, t);
         let value = Bytes::from(
             TagLink {

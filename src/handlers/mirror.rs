@@ -68,8 +68,9 @@ impl Answer {
                     None => e,
                 }
             }
-            Answer::Down(why) => RegistryError::new(Code::Unavailable, why)
-                .with_status(StatusCode::BAD_GATEWAY),
+            Answer::Down(why) => {
+                RegistryError::new(Code::Unavailable, why).with_status(StatusCode::BAD_GATEWAY)
+            }
         }
     }
 }
@@ -92,7 +93,8 @@ fn upstream_request(method: Method, path: String, accept: Option<&str>) -> Reque
 
 impl<S: Storage> Ctx<'_, S> {
     fn mirror(&self) -> &Mirror {
-        self.mirror.expect("mirror endpoints run only with a mirror")
+        self.mirror
+            .expect("mirror endpoints run only with a mirror")
     }
 
     async fn ask(&self, t: &Target, method: Method, path: String, accept: Option<&str>) -> Answer {
@@ -243,10 +245,7 @@ impl<S: Storage> Ctx<'_, S> {
         if let Some(k) = &kind {
             b = b.header(header::CONTENT_TYPE, k);
         }
-        let (parts, ()) = b
-            .body(())
-            .map_err(RegistryError::internal)?
-            .into_parts();
+        let (parts, ()) = b.body(()).map_err(RegistryError::internal)?.into_parts();
         let cx = Ctx {
             pull_through: true,
             principal: None,
@@ -258,7 +257,10 @@ impl<S: Storage> Ctx<'_, S> {
                 if e.code == Code::ManifestInvalid {
                     RegistryError::new(
                         Code::Unavailable,
-                        format!("the upstream sent a manifest berth cannot store: {}", e.message),
+                        format!(
+                            "the upstream sent a manifest berth cannot store: {}",
+                            e.message
+                        ),
                     )
                     .with_status(StatusCode::BAD_GATEWAY)
                 } else {
@@ -362,7 +364,10 @@ impl<S: Storage> Ctx<'_, S> {
                 && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok()
             {
                 let mut reply = Reply::new(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "application/vnd.oci.image.index.v1+json")
+                    .header(
+                        header::CONTENT_TYPE,
+                        "application/vnd.oci.image.index.v1+json",
+                    )
                     .header(header::CONTENT_LENGTH, bytes.len().to_string());
                 if let Some(f) = filtered.as_ref().and_then(|v| v.to_str().ok()) {
                     reply = reply.header("oci-filters-applied", f);

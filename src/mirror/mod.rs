@@ -70,7 +70,9 @@ impl UpstreamSpec {
             .unwrap_or("")
             .to_ascii_lowercase();
         if host.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("upstream {s:?}: expected [NS=]http(s)://HOST[:PORT]"));
+            return Err(format!(
+                "upstream {s:?}: expected [NS=]http(s)://HOST[:PORT]"
+            ));
         }
         let from_url = match host.as_str() {
             "docker.io" | "registry-1.docker.io" | "index.docker.io" => "docker.io".to_owned(),
@@ -139,7 +141,9 @@ impl MirrorConfig {
             };
             let prefix = prefix.trim().trim_end_matches('/');
             if format!("{prefix}/x").parse::<RepoName>().is_err() {
-                return Err(format!("upstream prefix {prefix:?} is not a repository path"));
+                return Err(format!(
+                    "upstream prefix {prefix:?} is not a repository path"
+                ));
             }
             let Some(spec) = list.iter_mut().find(|s| s.ns == ns.trim()) else {
                 return Err(format!("upstream prefix {p:?}: no upstream named {ns:?}"));
@@ -147,7 +151,11 @@ impl MirrorConfig {
             spec.prefix = Some(prefix.to_owned());
         }
         for s in &list {
-            if !s.default && format!("{}/x", s.local_prefix()).parse::<RepoName>().is_err() {
+            if !s.default
+                && format!("{}/x", s.local_prefix())
+                    .parse::<RepoName>()
+                    .is_err()
+            {
                 return Err(format!(
                     "upstream {}: give it a prefix (PREFIX={}) to keep its content under",
                     s.ns, s.ns
@@ -166,7 +174,10 @@ impl MirrorConfig {
     pub(crate) fn target(&self, name: &str, ns: Option<&str>) -> Option<Target> {
         let default = self.upstreams.iter().find(|u| u.default);
         if let Some(ns) = ns
-            && let Some(u) = self.upstreams.iter().find(|u| u.ns.eq_ignore_ascii_case(ns))
+            && let Some(u) = self
+                .upstreams
+                .iter()
+                .find(|u| u.ns.eq_ignore_ascii_case(ns))
         {
             let local = if u.default {
                 name.to_owned()
@@ -177,7 +188,9 @@ impl MirrorConfig {
         }
         for u in &self.upstreams {
             if let Some(p) = &u.prefix
-                && let Some(rest) = name.strip_prefix(p.as_str()).and_then(|r| r.strip_prefix('/'))
+                && let Some(rest) = name
+                    .strip_prefix(p.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
             {
                 return Target::new(u, rest, name, false);
             }
@@ -321,7 +334,10 @@ mod tests {
         assert_eq!(c.upstreams[0].url, "https://registry-1.docker.io");
         assert_eq!(c.upstreams[0].ns, "docker.io");
         let t = c.target("alpine", None).unwrap();
-        assert_eq!((t.remote.as_str(), t.local.as_str()), ("library/alpine", "alpine"));
+        assert_eq!(
+            (t.remote.as_str(), t.local.as_str()),
+            ("library/alpine", "alpine")
+        );
         let t = c.target("bitnami/redis", Some("docker.io")).unwrap();
         assert_eq!(t.remote, "bitnami/redis");
         assert!(t.echo);
@@ -337,7 +353,10 @@ mod tests {
         assert_eq!((t.ns.as_str(), t.local.as_str()), ("ghcr.io", "gh/org/app"));
         assert!(t.echo);
         let t = c.target("gh/org/app", None).unwrap();
-        assert_eq!((t.remote.as_str(), t.local.as_str()), ("org/app", "gh/org/app"));
+        assert_eq!(
+            (t.remote.as_str(), t.local.as_str()),
+            ("org/app", "gh/org/app")
+        );
         assert!(!t.echo);
         let t = c.target("org/app", None).unwrap();
         assert_eq!(t.ns, "127.0.0.1:5000");

@@ -149,6 +149,11 @@ impl Tee {
         }
     }
 
+    /// Whether the store write is still going (or being polled right now).
+    fn writing(&self) -> bool {
+        self.driver.try_lock().map(|d| d.is_some()).unwrap_or(true)
+    }
+
     /// How the store write ended, once it has; drives it meanwhile.
     pub(crate) fn stored(self: &Arc<Self>) -> Stored {
         Stored(self.clone())
@@ -225,8 +230,8 @@ fn fail(s: &mut State, why: &str) {
 pub(crate) struct Reader {
     tee: Arc<Tee>,
     id: usize,
-    /// A client's reader ends only once the store write has ended, so that the last client
-    /// going away never cancels a write that is about to commit.
+    /// A client's reader gets its last chunk only once the store write has ended, so that
+    /// the last client going away never cancels a write that is about to commit.
     waits_for_store: bool,
     failed: bool,
 }
@@ -247,7 +252,18 @@ impl Stream for Reader {
         let mut s = tee.lock();
         loop {
             let at = s.cursors[this.id].expect("a live reader has a cursor");
-            if at < s.base + s.chunks.len() as u64 {
+            let end = s.base + s.chunks.len() as u64;
+            // A client's last byte waits for the store write: hyper drops a body once it has
+            // sent Content-Length bytes, and the write must not go with it.
+            if this.waits_for_store
+                && at + 1 == end
+                && matches!(s.end, Some(Ok(())))
+                && s.stored.is_none()
+                && tee.writing()
+            {
+                return Poll::Pending;
+            }
+            if at < end {
                 let chunk = s.chunks[(at - s.base) as usize].clone();
                 s.cursors[this.id] = Some(at + 1);
                 if Tee::trim(&mut s) {
@@ -260,19 +276,7 @@ impl Stream for Reader {
                     this.failed = true;
                     return Poll::Ready(Some(Err(io::Error::other(e.clone()))));
                 }
-                Some(Ok(())) => {
-                    if this.waits_for_store && s.stored.is_none() {
-                        let has_driver = tee
-                            .driver
-                            .try_lock()
-                            .map(|d| d.is_some())
-                            .unwrap_or(true);
-                        if has_driver {
-                            return Poll::Pending;
-                        }
-                    }
-                    return Poll::Ready(None);
-                }
+                Some(Ok(())) => return Poll::Ready(None),
                 None => {}
             }
             if s.chunks.len() >= WINDOW {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use berth::mirror::{MirrorConfig, Upstream};
 use berth::testing::ManualEnv;
+use berth::testing::gate::{Gated, Op};
 use berth::{Body, Config, Digest, MemoryStore, Registry, Storage};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -130,7 +131,10 @@ fn mirror_of(a: &Arc<Fake>, b: &Arc<Fake>) -> Mirror {
         false,
     )
     .unwrap();
-    let ups = Upstreams(vec![("a.test".into(), a.clone()), ("b.test".into(), b.clone())]);
+    let ups = Upstreams(vec![
+        ("a.test".into(), a.clone()),
+        ("b.test".into(), b.clone()),
+    ]);
     let reg = Registry::new(Arc::new(MemoryStore::new()), env.clone(), Config::default())
         .with_mirror(config, ups);
     Reg { reg, env }
@@ -153,7 +157,10 @@ async fn an_image_pulls_through_with_its_digests_and_then_from_the_cache() {
     let r = m.get("/v2/team/app/manifests/v1").await;
     r.expect(200);
     assert_eq!(r.body, bytes);
-    assert_eq!(r.header("docker-content-digest"), Some(d.to_string().as_str()));
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(d.to_string().as_str())
+    );
     assert_eq!(r.header("content-type"), Some(OCI_MANIFEST));
     let man = r.json();
     for l in [&man["config"], &man["layers"][0]] {
@@ -161,24 +168,42 @@ async fn an_image_pulls_through_with_its_digests_and_then_from_the_cache() {
         let got = m.get(&format!("/v2/team/app/blobs/{digest}")).await;
         got.expect(200);
         assert_eq!(Digest::sha256(&got.body).to_string(), digest);
-        assert_eq!(got.header("content-length"), Some(got.body.len().to_string().as_str()));
+        assert_eq!(
+            got.header("content-length"),
+            Some(got.body.len().to_string().as_str())
+        );
     }
-    assert_eq!(a.count("HEAD /v2/team/app/manifests/v1"), 1, "{:?}", a.log());
+    assert_eq!(
+        a.count("HEAD /v2/team/app/manifests/v1"),
+        1,
+        "{:?}",
+        a.log()
+    );
     assert_eq!(a.count(&format!("GET /v2/team/app/manifests/{d}")), 1);
 
     // Cached: by digest and blobs never ask again; the tag not within its TTL.
     a.clear();
-    m.get(&format!("/v2/team/app/manifests/{d}")).await.expect(200);
+    m.get(&format!("/v2/team/app/manifests/{d}"))
+        .await
+        .expect(200);
     m.get("/v2/team/app/manifests/v1").await.expect(200);
     m.head("/v2/team/app/manifests/v1").await.expect(200);
     let layer = man["layers"][0]["digest"].as_str().unwrap();
-    m.get(&format!("/v2/team/app/blobs/{layer}")).await.expect(200);
-    m.head(&format!("/v2/team/app/blobs/{layer}")).await.expect(200);
+    m.get(&format!("/v2/team/app/blobs/{layer}"))
+        .await
+        .expect(200);
+    m.head(&format!("/v2/team/app/blobs/{layer}"))
+        .await
+        .expect(200);
     assert!(a.log().is_empty(), "{:?}", a.log());
     // And it is all there with the upstream gone.
     a.set(Mode::Down);
-    m.get(&format!("/v2/team/app/manifests/{d}")).await.expect(200);
-    m.get(&format!("/v2/team/app/blobs/{layer}")).await.expect(200);
+    m.get(&format!("/v2/team/app/manifests/{d}"))
+        .await
+        .expect(200);
+    m.get(&format!("/v2/team/app/blobs/{layer}"))
+        .await
+        .expect(200);
 }
 
 #[tokio::test]
@@ -186,16 +211,25 @@ async fn a_moved_tag_is_seen_after_the_ttl_and_not_before() {
     let (a, _b, m) = setup();
     let (d1, _) = a.reg.push_image("app", "latest", "one").await;
     let digest = |r: &crate::core::Resp| r.header("docker-content-digest").unwrap().to_owned();
-    assert_eq!(digest(&m.get("/v2/app/manifests/latest").await), d1.to_string());
+    assert_eq!(
+        digest(&m.get("/v2/app/manifests/latest").await),
+        d1.to_string()
+    );
     let (d2, _) = a.reg.push_image("app", "latest", "two").await;
 
     m.env.advance(TTL - 1);
     a.clear();
-    assert_eq!(digest(&m.get("/v2/app/manifests/latest").await), d1.to_string());
+    assert_eq!(
+        digest(&m.get("/v2/app/manifests/latest").await),
+        d1.to_string()
+    );
     assert!(a.log().is_empty(), "within the TTL: {:?}", a.log());
 
     m.env.advance(2);
-    assert_eq!(digest(&m.get("/v2/app/manifests/latest").await), d2.to_string());
+    assert_eq!(
+        digest(&m.get("/v2/app/manifests/latest").await),
+        d2.to_string()
+    );
     // A HEAD, then only the new manifest.
     assert_eq!(
         a.log(),
@@ -208,7 +242,10 @@ async fn a_moved_tag_is_seen_after_the_ttl_and_not_before() {
     // Unchanged upstream: a HEAD revalidates, nothing is fetched.
     m.env.advance(TTL + 1);
     a.clear();
-    assert_eq!(digest(&m.get("/v2/app/manifests/latest").await), d2.to_string());
+    assert_eq!(
+        digest(&m.get("/v2/app/manifests/latest").await),
+        d2.to_string()
+    );
     assert_eq!(a.log(), ["HEAD /v2/app/manifests/latest".to_owned()]);
 }
 
@@ -246,7 +283,9 @@ async fn a_dead_or_limiting_upstream_serves_the_cache_stale_and_errors_without()
     m.get(&format!("/v2/app/blobs/{missing}"))
         .await
         .expect_error(404, "BLOB_UNKNOWN");
-    m.head(&format!("/v2/app/blobs/{missing}")).await.expect(404);
+    m.head(&format!("/v2/app/blobs/{missing}"))
+        .await
+        .expect(404);
 }
 
 /// Send a GET and read its body to the end, or to the error that ends it.
@@ -285,6 +324,62 @@ async fn a_corrupt_or_cut_upstream_blob_fails_and_nothing_is_cached() {
     assert!(blob_of(&m, &d).await);
 }
 
+/// hyper stops reading a body once it has sent Content-Length bytes, and drops it: the blob
+/// must be in the store by then. The interleaving: the store write waits (a gate) while the
+/// client reads; the last byte is held until the write has ended.
+#[tokio::test]
+async fn the_blob_is_stored_before_a_client_gets_its_last_byte() {
+    let a = Fake::new();
+    let env = Arc::new(ManualEnv::at(1_700_000_000));
+    let config = MirrorConfig::new(&["http://a.test".into()], &[], TTL, false).unwrap();
+    let store = Arc::new(Gated::new(MemoryStore::new()));
+    let reg = Registry::new(store.clone(), env.clone(), Config::default())
+        .with_mirror(config, Upstreams(vec![("a.test".into(), a.clone())]));
+    let m = Arc::new(Reg { reg, env });
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let d = a.reg.push_blob("app", &data).await;
+    let gate = store.gate(Op::BlobPut(d.clone()));
+    let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = tokio::spawn({
+        let (m, got, d) = (m.clone(), got.clone(), d.clone());
+        async move {
+            let req = Request::get(format!("/v2/app/blobs/{d}"))
+                .body(Body::Empty)
+                .unwrap();
+            let resp = m.reg.handle(req).await;
+            let len: usize = resp.headers()["content-length"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut body = resp.into_body().into_stream();
+            while got.load(std::sync::atomic::Ordering::SeqCst) < len {
+                let n = body.next().await.unwrap().unwrap().len();
+                got.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+            }
+            // As hyper does: all Content-Length bytes sent, the body is dropped unread to its end.
+        }
+    });
+    gate.reached().await;
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+    let before = got.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        before < data.len(),
+        "the last byte waits for the store ({before})"
+    );
+    gate.open();
+    client.await.unwrap();
+    assert!(
+        store.inner().blob_head(&d).await.is_ok(),
+        "stored once the last byte was sent"
+    );
+    a.clear();
+    m.get(&format!("/v2/app/blobs/{d}")).await.expect(200);
+    assert!(a.log().is_empty(), "{:?}", a.log());
+}
+
 #[tokio::test]
 async fn eight_clients_on_one_cold_blob_make_one_upstream_get() {
     let (a, _b, m) = setup();
@@ -303,7 +398,10 @@ async fn eight_clients_on_one_cold_blob_make_one_upstream_get() {
     let other = vec![9u8; 6 << 20];
     let d = a.reg.push_blob("app", &other).await;
     let uri = format!("/v2/app/blobs/{d}");
-    let first = m.reg.handle(Request::get(&uri).body(Body::Empty).unwrap()).await;
+    let first = m
+        .reg
+        .handle(Request::get(&uri).body(Body::Empty).unwrap())
+        .await;
     let mut first = first.into_body().into_stream();
     let mut got = 0;
     while got < (5 << 20) {
@@ -376,7 +474,10 @@ async fn docker_hub_names_get_library() {
     let (d, _) = a.reg.push_image("library/alpine", "3", "alpine").await;
     let r = m.get("/v2/alpine/manifests/3").await;
     r.expect(200);
-    assert_eq!(r.header("docker-content-digest"), Some(d.to_string().as_str()));
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(d.to_string().as_str())
+    );
     assert_eq!(a.log()[0], "HEAD /v2/library/alpine/manifests/3");
 }
 
@@ -419,7 +520,10 @@ async fn an_index_and_referrers_pull_through() {
     list.expect(200);
     let list = list.json();
     assert_eq!(list["manifests"][0]["digest"], art_d.to_string());
-    assert_eq!(list["manifests"][0]["artifactType"], "application/spdx+json");
+    assert_eq!(
+        list["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
     let r = m.get(&format!("/v2/app/manifests/{art_d}")).await;
     r.expect(200);
     assert_eq!(r.body, art_bytes);
