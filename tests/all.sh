@@ -24,6 +24,7 @@ step "cargo tests" cargo test --workspace
 step "real clients against berth serve" bash tests/e2e/native.sh
 step "berth serve over TLS: skopeo, curl --http2, certificate renewal" bash tests/ops.sh
 step "berth serve x3 on S3 (SeaweedFS)" bash tests/s3.sh
+step "berth serve as a mirror: skopeo, podman, containerd, berth" bash tests/mirror.sh
 step "the Worker, locally" bash tests/worker.sh
 step "the web page in chromium" bash tests/ui.sh
 step "berth's client against the reference registry" bash tests/e2e/distribution.sh

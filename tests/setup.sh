@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(skopeo podman buildah umoci docker-registry curl jq python3-pip wrk hyperfine nginx hey chromium openssl)
+apt_packages=(skopeo podman buildah umoci docker-registry curl jq python3-pip wrk hyperfine nginx hey chromium openssl containerd)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,7 +9,8 @@ use crate::digest::Digest;
 use crate::error::{Code, RegistryError};
 use crate::keys;
 use crate::links::TagLink;
-use crate::mirror::{Mirror, Target, tee::Tee};
+use crate::mirror::tee::Opening;
+use crate::mirror::{Mirror, Target};
 use crate::names::Reference;
 use crate::registry::{Ctx, Result};
 use crate::storage::{Storage, StorageError};
@@ -289,19 +290,6 @@ impl<S: Storage> Ctx<'_, S> {
             return self.blob_get(local, &d.to_string(), head, req).await;
         }
         let mirror = self.mirror();
-        if let Some(tee) = mirror.joining(&t.local, &d) {
-            if head && let Some(n) = tee.size() {
-                return Ok(blob_reply(&d, Some(n)).body(Body::Empty));
-            }
-            if !head && let Some(reader) = tee.reader(true) {
-                return Ok(blob_reply(&d, tee.size()).body(Body::stream(reader)));
-            }
-            // Too late to share its bytes: wait for them in the store.
-            tee.stored().await.map_err(|e| {
-                RegistryError::new(Code::Unavailable, e).with_status(StatusCode::BAD_GATEWAY)
-            })?;
-            return self.blob_get(local, &d.to_string(), head, req).await;
-        }
         if head || stored {
             // A HEAD fetches nothing; bytes another repository holds need only the upstream's
             // word that this repository has them too.
@@ -320,8 +308,28 @@ impl<S: Storage> Ctx<'_, S> {
             }
             return Ok(reply.body(Body::Empty));
         }
+        // One fetch per blob: the first request asks upstream, the others read its bytes.
+        let (tee, lead) = mirror.flight(&t.local, &d);
+        if !lead {
+            let size = tee.opened().await.map_err(|()| {
+                RegistryError::new(Code::Unavailable, "the upstream fetch of this blob failed")
+                    .with_status(StatusCode::BAD_GATEWAY)
+            })?;
+            if let Some(reader) = tee.reader(true) {
+                return Ok(blob_reply(&d, size).body(Body::stream(reader)));
+            }
+            // Too late to share its bytes: wait for them in the store.
+            tee.stored().await.map_err(|e| {
+                RegistryError::new(Code::Unavailable, e).with_status(StatusCode::BAD_GATEWAY)
+            })?;
+            return self.blob_get(local, &d.to_string(), head, req).await;
+        }
+        let opening = Opening(&tee);
+        let store_reader = tee.reader(false).expect("a new tee takes readers");
+        let client = tee.reader(true).expect("a new tee takes readers");
         let answer = self.ask(t, Method::GET, format!("blobs/{d}"), None).await;
         let Answer::Ok(resp) = answer else {
+            mirror.forget(&t.local, &d, &tee);
             return Err(answer.into_error(blob_unknown));
         };
         let size = resp
@@ -329,16 +337,14 @@ impl<S: Storage> Ctx<'_, S> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let tee = Tee::new(resp.into_body().into_stream(), d.clone(), size);
-        let store_reader = tee.reader(false).expect("a new tee takes readers");
-        let client = tee.reader(true).expect("a new tee takes readers");
         tee.drive(mirror.writer.write(
             d.clone(),
             t.local.clone(),
             self.env.now(),
             Body::stream(store_reader),
         ));
-        mirror.started(&t.local, &d, &tee);
+        tee.open(resp.into_body().into_stream(), size);
+        drop(opening);
         Ok(blob_reply(&d, size).body(Body::stream(client)))
     }
 

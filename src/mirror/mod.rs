@@ -306,15 +306,29 @@ impl Mirror {
         }
     }
 
-    pub(crate) fn joining(&self, local: &RepoName, d: &Digest) -> Option<Arc<tee::Tee>> {
-        let map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&(local.to_string(), d.clone()))?.upgrade()
+    /// The fetch of `d` for `local` in progress, or a new one this caller leads (`true`):
+    /// decided under one lock, so that of requests arriving together exactly one fetches.
+    pub(crate) fn flight(&self, local: &RepoName, d: &Digest) -> (Arc<tee::Tee>, bool) {
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (local.to_string(), d.clone());
+        if let Some(t) = map.get(&key).and_then(Weak::upgrade)
+            && !t.failed()
+        {
+            return (t, false);
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let t = tee::Tee::opening(d.clone());
+        map.insert(key, Arc::downgrade(&t));
+        (t, true)
     }
 
-    pub(crate) fn started(&self, local: &RepoName, d: &Digest, t: &Arc<tee::Tee>) {
+    /// Forget a fetch that failed, so the next request tries afresh.
+    pub(crate) fn forget(&self, local: &RepoName, d: &Digest, t: &Arc<tee::Tee>) {
         let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, w| w.strong_count() > 0);
-        map.insert((local.to_string(), d.clone()), Arc::downgrade(t));
+        let key = (local.to_string(), d.clone());
+        if map.get(&key).is_some_and(|w| w.as_ptr() == Arc::as_ptr(t)) {
+            map.remove(&key);
+        }
     }
 }
 

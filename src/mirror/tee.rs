@@ -54,6 +54,10 @@ struct State {
     end: Option<Result<(), String>>,
     /// How the store write ended.
     stored: Option<Result<(), String>>,
+    /// The upstream has not answered yet: readers wait.
+    opening: bool,
+    /// The upstream never gave a body (an error status, or the request went away).
+    abandoned: bool,
 }
 
 /// Wakes every reader waiting on the tee: the upstream and the store write are polled with it,
@@ -83,14 +87,15 @@ impl Wake for WakeAll {
 }
 
 impl Tee {
-    /// A tee over `source`, which must hash to `expect` (and be `size` bytes, when known).
-    pub(crate) fn new(source: ByteStream, expect: Digest, size: Option<u64>) -> Arc<Tee> {
+    /// A tee for bytes that must hash to `expect`, whose upstream request is on its way:
+    /// readers can be taken now and wait for [`Tee::open`].
+    pub(crate) fn opening(expect: Digest) -> Arc<Tee> {
         Arc::new(Tee {
             state: Mutex::new(State {
-                source: Some(source),
+                source: None,
                 hasher: Some(Hasher::new(expect.algorithm())),
                 expect,
-                size,
+                size: None,
                 received: 0,
                 chunks: VecDeque::new(),
                 base: 0,
@@ -98,6 +103,8 @@ impl Tee {
                 cursors: Vec::new(),
                 end: None,
                 stored: None,
+                opening: true,
+                abandoned: false,
             }),
             driver: Mutex::new(None),
             wake: Arc::new(WakeAll::default()),
@@ -108,12 +115,40 @@ impl Tee {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Set the store write; it should read the tee through a reader taken before any other.
-    /// The length the upstream announced.
-    pub(crate) fn size(&self) -> Option<u64> {
-        self.lock().size
+    /// Whether the bytes are known bad, or never came: a new fetch should start.
+    pub(crate) fn failed(&self) -> bool {
+        matches!(self.lock().end, Some(Err(_)))
     }
 
+    /// The upstream's body, `size` bytes when it said.
+    pub(crate) fn open(&self, source: ByteStream, size: Option<u64>) {
+        let mut s = self.lock();
+        s.source = Some(source);
+        s.size = size;
+        s.opening = false;
+        drop(s);
+        self.wake.wake_by_ref();
+    }
+
+    /// No body will come: readers end with `why`, waiters learn it.
+    pub(crate) fn abandon(&self, why: &str) {
+        let mut s = self.lock();
+        if s.opening {
+            s.opening = false;
+            s.abandoned = true;
+            fail(&mut s, why);
+            s.stored = Some(Err(why.to_owned()));
+        }
+        drop(s);
+        self.wake.wake_by_ref();
+    }
+
+    /// The length the upstream announced, once it has answered; `Err` if it gave no body.
+    pub(crate) fn opened(self: &Arc<Self>) -> Opened {
+        Opened(self.clone())
+    }
+
+    /// Set the store write; it should read the tee through a reader taken before any other.
     pub(crate) fn drive(&self, driver: impl Driver + 'static) {
         *self.driver.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::pin(driver));
     }
@@ -250,6 +285,9 @@ impl Stream for Reader {
             tee.poll_driver();
         }
         let mut s = tee.lock();
+        if s.opening {
+            return Poll::Pending;
+        }
         loop {
             let at = s.cursors[this.id].expect("a live reader has a cursor");
             let end = s.base + s.chunks.len() as u64;
@@ -315,5 +353,36 @@ impl Future for Stored {
             Some(r) => Poll::Ready(r.clone()),
             None => Poll::Pending,
         }
+    }
+}
+
+/// The upstream's answer to a tee's request (see [`Tee::opened`]).
+pub(crate) struct Opened(Arc<Tee>);
+
+impl Future for Opened {
+    type Output = Result<Option<u64>, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let tee = &self.0;
+        tee.wake.register(cx.waker());
+        let s = tee.lock();
+        if s.opening {
+            Poll::Pending
+        } else if s.abandoned {
+            Poll::Ready(Err(()))
+        } else {
+            Poll::Ready(Ok(s.size))
+        }
+    }
+}
+
+/// Abandons its tee when dropped before [`Tee::open`]: the request that was to open it
+/// failed or went away, and whoever waits must not wait forever.
+pub(crate) struct Opening<'a>(pub &'a Tee);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        // A no-op once opened.
+        self.0.abandon("the upstream request went away");
     }
 }

@@ -9,6 +9,8 @@ use berth::testing::ManualEnv;
 use berth::testing::gate::{Gated, Op};
 use berth::{Body, Config, Digest, MemoryStore, Registry, Storage};
 use bytes::Bytes;
+use std::future::Future;
+
 use futures_util::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
@@ -74,6 +76,8 @@ impl Upstream for Upstreams {
             .1;
         let line = format!("{} {}", req.method(), req.uri());
         fake.log.lock().unwrap().push(line);
+        // The answer takes a while: requests arriving meanwhile must wait for it, not ask too.
+        tokio::task::yield_now().await;
         let mode = *fake.mode.lock().unwrap();
         match mode {
             Mode::Down => return Err("connection refused".into()),
@@ -416,6 +420,33 @@ async fn eight_clients_on_one_cold_blob_make_one_upstream_get() {
     assert_eq!(rest, other.len());
     assert_eq!(late.1.unwrap(), other);
     assert_eq!(a.count(&format!("GET {uri}")), 1, "{:?}", a.log());
+}
+
+/// The request that was fetching goes away before the upstream answers: those waiting on it
+/// get an error, not a hang, and the next request fetches afresh.
+#[tokio::test]
+async fn a_fetch_abandoned_before_the_answer_fails_its_waiters_and_is_forgotten() {
+    let (a, _b, m) = setup();
+    let d = a.reg.push_blob("app", b"some layer").await;
+    let uri = format!("/v2/app/blobs/{d}");
+    let req = || Request::get(&uri).body(Body::Empty).unwrap();
+    let mut leader = Box::pin(m.reg.handle(req()));
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(
+        leader.as_mut().poll(&mut cx).is_pending(),
+        "waiting on the upstream"
+    );
+    let mut waiter = Box::pin(m.reg.handle(req()));
+    assert!(
+        waiter.as_mut().poll(&mut cx).is_pending(),
+        "waiting on the leader"
+    );
+    drop(leader);
+    let resp = waiter.await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let (_, body) = read(&m, &uri).await;
+    assert_eq!(body.unwrap(), &b"some layer"[..]);
 }
 
 #[tokio::test]
