@@ -432,6 +432,15 @@ impl<S: Storage> Registry<S> {
         self.ctx().gc_steps(interval, page, more).await
     }
 
+    /// Keep a mirror's cache under its size limit (before a garbage collection pass, which
+    /// frees the bytes); `None` without a mirror or a limit.
+    pub async fn evict_mirror(&self) -> Result<Option<crate::mirror::Evicted>, StorageError> {
+        let Some(limit) = self.mirror.as_ref().and_then(|m| m.config.cache_size) else {
+            return Ok(None);
+        };
+        self.ctx().evict_mirror(limit).await.map(Some)
+    }
+
     /// Re-hash up to `limit` stored blobs after `after` (every one with `None`); corrupt ones are
     /// deleted and listed.
     pub async fn scrub(

@@ -197,6 +197,11 @@ pub struct MirrorArgs {
     #[arg(long, env = "BERTH_UPSTREAM_AUTH", value_name = "FILE")]
     pub upstream_auth: Option<PathBuf>,
 
+    /// Bytes the mirror's cache may hold; past them, the least recently used images are
+    /// dropped before each garbage collection pass, which frees their bytes [default: no limit]
+    #[arg(long, env = "BERTH_UPSTREAM_CACHE_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub upstream_cache_size: Option<u64>,
+
     /// Let clients push to mirrored repositories (refused with UNSUPPORTED otherwise)
     #[arg(long, env = "BERTH_UPSTREAM_PUSH", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
@@ -379,6 +384,7 @@ struct FileConfig {
     upstream_ttl: Option<Amount>,
     upstream_auth: Option<PathBuf>,
     upstream_push: Option<bool>,
+    upstream_cache_size: Option<Amount>,
 }
 
 /// A number, or text with a unit suffix.
@@ -553,9 +559,16 @@ impl Settings {
             None
         } else {
             let push = m.upstream_push.or(file.upstream_push).unwrap_or(false);
-            let config =
+            let mut config =
                 berth::mirror::MirrorConfig::new(&upstreams, &prefixes, upstream_ttl, push)
                     .map_err(|e| Error::setting("upstream", e))?;
+            config.cache_size = match m.upstream_cache_size {
+                Some(n) => Some(n),
+                None => file
+                    .upstream_cache_size
+                    .map(|a| a.parse("upstream_cache_size", parse_size))
+                    .transpose()?,
+            };
             Some(MirrorSettings {
                 config,
                 auth: m.upstream_auth.or(file.upstream_auth.map(|p| base.join(p))),

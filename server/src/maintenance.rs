@@ -48,6 +48,16 @@ async fn collect<S: Storage>(
     loop {
         tick.tick().await;
         let start = Instant::now();
+        match registry.evict_mirror().await {
+            Ok(Some(e)) if e.manifests > 0 => tracing::info!(
+                "mirror: cache held {}; dropped {} least recently used manifests ({})",
+                human(e.cached),
+                e.manifests,
+                human(e.bytes)
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("mirror cache eviction: {e}"),
+        }
         let done = registry.collect_garbage(false).await;
         if let Some(m) = &metrics {
             m.gc_pass(done.as_ref().ok());

@@ -6,7 +6,10 @@
 //! revalidated with a HEAD once its TTL has passed; blobs stream to every client asking at once
 //! from one upstream GET ([`tee`]) while they are written to the store once.
 
+mod evict;
 pub(crate) mod tee;
+
+pub use evict::Evicted;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -114,6 +117,9 @@ pub struct MirrorConfig {
     pub ttl: u64,
     /// Let clients push to mirrored repositories (refused with UNSUPPORTED otherwise).
     pub allow_push: bool,
+    /// Bytes the cache may hold; past them, least recently used manifests are dropped before
+    /// each garbage collection pass. `None`: no limit.
+    pub cache_size: Option<u64>,
 }
 
 impl MirrorConfig {
@@ -166,6 +172,18 @@ impl MirrorConfig {
             upstreams: list,
             ttl,
             allow_push,
+            cache_size: None,
+        })
+    }
+
+    /// Whether `repo` holds content of an upstream (and so may be evicted).
+    pub(crate) fn keeps(&self, repo: &RepoName) -> bool {
+        let name = repo.as_str();
+        self.upstreams.iter().any(|u| {
+            u.default
+                || name
+                    .strip_prefix(u.local_prefix().as_str())
+                    .is_some_and(|r| r.starts_with('/'))
         })
     }
 

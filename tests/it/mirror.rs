@@ -563,3 +563,68 @@ async fn an_index_and_referrers_pull_through() {
     let list = m.get(&format!("/v2/app/referrers/{d1}")).await.json();
     assert_eq!(list["manifests"][0]["digest"], art_d.to_string());
 }
+
+/// Over its size limit, the cache drops the manifests used least recently; a pass frees the
+/// bytes they alone held, and what stays still pulls without the upstream.
+#[tokio::test]
+async fn the_cache_keeps_to_its_size_by_dropping_the_least_recently_used() {
+    let a = Fake::new();
+    let env = Arc::new(ManualEnv::at(1_700_000_000));
+    let mut config = MirrorConfig::new(&["http://a.test".into()], &[], TTL, false).unwrap();
+    let store = Arc::new(MemoryStore::with_clock(berth::testing::clock_of(&env)));
+    let big = |seed: u8| vec![seed; 10_000];
+    // Three images of ~10 kB each; room for two.
+    config.cache_size = Some(25_000);
+    let reg = Registry::new(
+        store.clone(),
+        env.clone(),
+        Config {
+            gc_grace: 60,
+            ..Config::default()
+        },
+    )
+    .with_mirror(config, Upstreams(vec![("a.test".into(), a.clone())]));
+    let m = Reg { reg, env };
+    let mut images = Vec::new();
+    for (i, tag) in ["old", "mid", "new"].iter().enumerate() {
+        let cfg = a
+            .reg
+            .push_blob("app", format!("{{\"n\":{i}}}").as_bytes())
+            .await;
+        let layer = a.reg.push_blob("app", &big(i as u8)).await;
+        let man = image_manifest(&cfg, &[&layer], None, None);
+        let r = a.reg.put_manifest("app", tag, OCI_MANIFEST, &man).await;
+        r.expect(201);
+        let d: Digest = r.header("docker-content-digest").unwrap().parse().unwrap();
+        images.push((d, layer));
+    }
+    for (i, tag) in ["old", "mid", "new"].iter().enumerate() {
+        m.env.advance(10);
+        let r = m.get(&format!("/v2/app/manifests/{tag}")).await;
+        r.expect(200);
+        m.get(&format!("/v2/app/blobs/{}", images[i].1))
+            .await
+            .expect(200);
+    }
+    // "old" is used again (past its TTL: revalidated), so "mid" is now the least recent.
+    m.env.advance(TTL + 1);
+    m.get("/v2/app/manifests/old").await.expect(200);
+
+    let e = m.reg.evict_mirror().await.unwrap().unwrap();
+    assert_eq!(e.manifests, 1, "{e:?}");
+    assert!(e.cached > 25_000 && e.bytes >= 10_000, "{e:?}");
+    assert!(m.reg.evict_mirror().await.unwrap().unwrap().manifests == 0);
+    m.env.advance(61);
+    m.reg.collect_garbage(false).await.unwrap();
+    assert!(
+        store.blob_head(&images[1].1).await.is_err(),
+        "mid's layer is freed"
+    );
+    a.set(Mode::Down);
+    for i in [0, 2] {
+        assert!(store.blob_head(&images[i].1).await.is_ok());
+        m.get(&format!("/v2/app/manifests/{}", images[i].0))
+            .await
+            .expect(200);
+    }
+}
