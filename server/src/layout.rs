@@ -38,7 +38,14 @@ pub struct LayoutStore {
     name: RepoName,
     dir: PathBuf,
     index: Mutex<Arc<Index>>,
+    /// The layout's own directory, resolved: blob files must resolve inside it.
+    real: PathBuf,
+    /// Blobs whose bytes were hashed and matched their name, with the file as it was then
+    /// (inode, size, modified): a file replaced since is hashed again.
+    verified: Mutex<HashMap<Digest, FileStamp>>,
 }
+
+type FileStamp = (u64, u64, Option<SystemTime>);
 
 /// `index.json` and the manifests it reaches, as berth's metadata.
 #[derive(Default)]
@@ -86,10 +93,13 @@ impl LayoutStore {
         })
         .await
         .map_err(io::Error::other)??;
+        let real = fs::canonicalize(&dir)?;
         Ok(LayoutStore {
             name,
             dir,
             index: Mutex::new(Arc::new(index)),
+            real,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -129,6 +139,58 @@ impl LayoutStore {
             .join("blobs")
             .join(d.algorithm().as_str())
             .join(d.hex())
+    }
+
+    /// The blob's file, opened only if it resolves inside the layout and its bytes hash to
+    /// its name (hashed once per version of the file). Anything else is not there: a symlink
+    /// out of the layout, or bytes under a digest they do not have, never leave the server.
+    async fn checked(&self, d: &Digest) -> Result<(File, u64)> {
+        let path = self.blob_path(d);
+        let real = self.real.clone();
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(d)
+            .copied();
+        let d2 = d.clone();
+        let (file, size, stamp) = blocking(move || {
+            let resolved = fs::canonicalize(&path).map_err(|e| io_err(e, &path))?;
+            if !resolved.starts_with(&real) {
+                tracing::warn!(path = %path.display(), "layout blob resolves outside the layout; not served");
+                return Err(StorageError::NotFound);
+            }
+            let mut file = File::open(&resolved).map_err(|e| io_err(e, &path))?;
+            let m = file.metadata().map_err(|e| other(e, &path))?;
+            if !m.is_file() {
+                return Err(StorageError::NotFound);
+            }
+            use std::os::unix::fs::MetadataExt;
+            let stamp = (m.ino(), m.len(), m.modified().ok());
+            if known != Some(stamp) {
+                let mut h = berth::Hasher::new(d2.algorithm());
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = io::Read::read(&mut file, &mut buf).map_err(|e| other(e, &path))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                }
+                if h.finish() != d2 {
+                    tracing::warn!(path = %path.display(), "layout blob does not match its digest; not served");
+                    return Err(StorageError::NotFound);
+                }
+                io::Seek::seek(&mut file, io::SeekFrom::Start(0)).map_err(|e| other(e, &path))?;
+            }
+            Ok((file, m.len(), stamp))
+        })
+        .await?;
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d.clone(), stamp);
+        Ok((file, size))
     }
 
     fn ours(&self, name: &RepoName) -> bool {
@@ -256,26 +318,16 @@ fn page(keys: impl Iterator<Item = String>, options: ListOptions<'_>) -> Vec<Str
 
 impl Storage for LayoutStore {
     async fn blob_head(&self, digest: &Digest) -> Result<BlobInfo> {
-        let path = self.blob_path(digest);
-        blocking(move || {
-            let m = fs::metadata(&path).map_err(|e| io_err(e, &path))?;
-            Ok(BlobInfo {
-                size: m.len(),
-                // The layout's own: never collected, so its age does not matter.
-                modified: None,
-            })
+        let (_, size) = self.checked(digest).await?;
+        Ok(BlobInfo {
+            size,
+            // The layout's own: never collected, so its age does not matter.
+            modified: None,
         })
-        .await
     }
 
     async fn blob_get(&self, digest: &Digest, range: Option<RangeSpec>) -> Result<BlobRead> {
-        let path = self.blob_path(digest);
-        let (file, size) = blocking(move || {
-            let file = File::open(&path).map_err(|e| io_err(e, &path))?;
-            let size = file.metadata().map_err(|e| other(e, &path))?.len();
-            Ok((file, size))
-        })
-        .await?;
+        let (file, size) = self.checked(digest).await?;
         let range = resolve_range(size, range)?;
         let body = if range.is_empty() {
             Body::Empty

@@ -311,3 +311,75 @@ async fn only_layouts_open() {
     std::fs::write(dir.path().join("index.json"), r#"{"manifests":[]}"#).unwrap();
     assert!(LayoutStore::open(name, dir.path()).await.is_err());
 }
+
+/// A symlink under `blobs/` that leads out of the layout, and a file whose bytes are not its
+/// name, are not there: never served, never mountable into a writable repository.
+#[tokio::test]
+async fn serves_only_verified_bytes_from_inside_the_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    build(&layout);
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"outside the layout").unwrap();
+    let leaked = Digest::sha256(b"outside the layout");
+    std::os::unix::fs::symlink(&secret, layout.join("blobs/sha256").join(leaked.hex())).unwrap();
+    // Bytes under a digest they do not have.
+    let lying = Digest::sha256(b"what the name promises");
+    std::fs::write(
+        layout.join("blobs/sha256").join(lying.hex()),
+        b"something else",
+    )
+    .unwrap();
+    // A symlink that stays inside is fine.
+    let inside = blob(&layout, "application/octet-stream", b"linked inside");
+    let inside_d = Digest::sha256(b"linked inside");
+    let moved = layout.join("blobs/sha256/elsewhere");
+    std::fs::rename(layout.join("blobs/sha256").join(inside_d.hex()), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, layout.join("blobs/sha256").join(inside_d.hex())).unwrap();
+    let reg = registry(dir.path()).await;
+
+    for d in [&leaked, &lying] {
+        for method in [Method::GET, Method::HEAD] {
+            let (r, _) = call(
+                &reg,
+                method,
+                &format!("/v2/demo/blobs/{d}"),
+                &[],
+                Body::Empty,
+            )
+            .await;
+            assert_eq!(r.status(), 404, "{d}");
+        }
+        let (r, _) = call(
+            &reg,
+            Method::POST,
+            &format!("/v2/mine/blobs/uploads/?mount={d}&from=demo"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+        assert_ne!(r.status(), 201, "{d} is not mounted");
+    }
+    let (r, body) = call(
+        &reg,
+        Method::GET,
+        &format!("/v2/demo/blobs/{inside_d}"),
+        &[],
+        Body::Empty,
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", inside["digest"]);
+    assert_eq!(body, b"linked inside");
+    // Replaced with other bytes after it was verified: checked again.
+    std::fs::remove_file(&moved).unwrap();
+    std::fs::write(&moved, b"swapped later").unwrap();
+    let (r, _) = call(
+        &reg,
+        Method::GET,
+        &format!("/v2/demo/blobs/{inside_d}"),
+        &[],
+        Body::Empty,
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+}
