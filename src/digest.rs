@@ -322,6 +322,10 @@ pub enum BodyCheck {
         expected: u64,
         got: u64,
     },
+    /// Past the registry's largest blob (bytes before this body included).
+    TooLarge {
+        limit: u64,
+    },
 }
 
 impl fmt::Display for BodyCheck {
@@ -333,6 +337,9 @@ impl fmt::Display for BodyCheck {
             BodyCheck::TooLong { expected } => write!(f, "body longer than {expected} bytes"),
             BodyCheck::TooShort { expected, got } => {
                 write!(f, "body of {got} bytes, expected {expected}")
+            }
+            BodyCheck::TooLarge { limit } => {
+                write!(f, "blob larger than this registry's limit of {limit} bytes")
             }
         }
     }
@@ -354,6 +361,8 @@ pub struct Checked {
     hasher: Arc<Mutex<Option<Hasher>>>,
     seen: u64,
     exact_len: Option<u64>,
+    /// At most this many bytes may pass.
+    max: Option<u64>,
     digest: Option<Digest>,
     done: bool,
 }
@@ -367,9 +376,16 @@ impl Checked {
             hasher,
             seen: 0,
             exact_len,
+            max: None,
             digest: Some(digest),
             done: false,
         }
+    }
+
+    /// Fail once more than `max` bytes have passed (`None`: no limit).
+    pub fn at_most(mut self, max: Option<u64>) -> Checked {
+        self.max = max;
+        self
     }
 
     /// Feed `hasher` (shared, so the caller can save it afterwards) and check only the length.
@@ -383,6 +399,7 @@ impl Checked {
             hasher,
             seen: 0,
             exact_len,
+            max: None,
             digest: None,
             done: false,
         }
@@ -426,6 +443,11 @@ impl Stream for Checked {
                     && self.seen > expected
                 {
                     return self.fail(BodyCheck::TooLong { expected });
+                }
+                if let Some(limit) = self.max
+                    && self.seen > limit
+                {
+                    return self.fail(BodyCheck::TooLarge { limit });
                 }
                 if let Some(h) = self
                     .hasher

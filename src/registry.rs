@@ -47,6 +47,8 @@ pub struct Config {
     pub chunk_min_length: Option<u64>,
     /// The most entries one page of tags or catalog returns, whatever `n` asks.
     pub max_page_size: usize,
+    /// The largest blob accepted, in bytes (413 SIZE_INVALID past it); `None`: no limit.
+    pub max_blob_size: Option<u64>,
     /// Seconds garbage collection leaves unreferenced content alone (GC.md); every instance
     /// sharing a store must agree on it, whether or not it runs passes itself.
     pub gc_grace: u64,
@@ -61,6 +63,7 @@ impl Default for Config {
             upload_expiry: 24 * 3600,
             chunk_min_length: None,
             max_page_size: 10_000,
+            max_blob_size: None,
             gc_grace: 24 * 3600,
         }
     }

@@ -132,6 +132,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_MAX_MANIFEST_SIZE", value_name = "SIZE", value_parser = parse_size)]
     pub max_manifest_size: Option<u64>,
 
+    /// Largest blob accepted (a push past it gets 413 SIZE_INVALID, refused before a byte is
+    /// read when its length is announced) [default: no limit]
+    #[arg(long, env = "BERTH_MAX_BLOB_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub max_blob_size: Option<u64>,
+
     /// Drop an upload session idle this long, with its bytes: seconds, or with an s, m, h or d
     /// suffix [default: 24h]
     #[arg(long, env = "BERTH_UPLOAD_EXPIRY", value_name = "TIME", value_parser = parse_secs)]
@@ -328,6 +333,7 @@ pub struct Settings {
     pub no_deletes: bool,
     pub no_ui: bool,
     pub max_manifest_size: usize,
+    pub max_blob_size: Option<u64>,
     pub upload_expiry: u64,
     pub shutdown_grace: Duration,
     pub auth: Option<PathBuf>,
@@ -360,6 +366,7 @@ struct FileConfig {
     no_deletes: Option<bool>,
     no_ui: Option<bool>,
     max_manifest_size: Option<Amount>,
+    max_blob_size: Option<Amount>,
     upload_expiry: Option<Amount>,
     shutdown_grace: Option<Amount>,
     auth: Option<PathBuf>,
@@ -599,6 +606,13 @@ impl Settings {
             read_only: args.read_only.or(file.read_only).unwrap_or(false),
             no_deletes: args.no_deletes.or(file.no_deletes).unwrap_or(false),
             no_ui: args.no_ui.or(file.no_ui).unwrap_or(false),
+            max_blob_size: match args.max_blob_size {
+                Some(n) => Some(n),
+                None => file
+                    .max_blob_size
+                    .map(|a| a.parse("max_blob_size", parse_size))
+                    .transpose()?,
+            },
             max_manifest_size: usize::try_from(max_manifest_size)
                 .map_err(|_| Error::setting("max-manifest-size", "too large"))?,
             upload_expiry,

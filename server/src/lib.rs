@@ -94,6 +94,7 @@ pub fn registry<S: berth::Storage>(
         read_only: settings.read_only,
         deletes: !settings.no_deletes,
         max_manifest_size: settings.max_manifest_size,
+        max_blob_size: settings.max_blob_size,
         upload_expiry: settings.upload_expiry,
         gc_grace: settings.gc_grace,
         ..Config::default()

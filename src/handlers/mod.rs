@@ -63,6 +63,10 @@ pub(crate) fn body_err(e: &std::io::Error) -> RegistryError {
         Some(c @ BodyCheck::DigestMismatch { .. }) => {
             RegistryError::new(Code::DigestInvalid, c.to_string())
         }
+        Some(c @ BodyCheck::TooLarge { .. }) => {
+            RegistryError::new(Code::SizeInvalid, c.to_string())
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        }
         Some(c) => RegistryError::new(Code::SizeInvalid, c.to_string()),
         None => RegistryError::new(
             Code::BlobUploadInvalid,

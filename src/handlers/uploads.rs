@@ -7,9 +7,9 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode, header};
 
-use super::{Reply, content_length, digest, repo, store_err};
+use super::{Reply, body_err, content_length, digest, repo, store_err};
 use crate::body::Body;
-use crate::digest::{Algorithm, Checked, Digest};
+use crate::digest::{Algorithm, BodyCheck, Checked, Digest};
 use crate::error::{Code, RegistryError};
 use crate::gc::hold::Held;
 use crate::keys;
@@ -92,6 +92,17 @@ impl<S: Storage> Ctx<'_, S> {
         Ok(reply.empty())
     }
 
+    /// Refuse, before reading a byte, a blob that would end past the size limit.
+    fn check_size(&self, end: Option<u64>) -> Result<()> {
+        match (self.config.max_blob_size, end) {
+            (Some(limit), Some(end)) if end > limit => Err(body_err(&std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                BodyCheck::TooLarge { limit },
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// A whole blob in one request: verified while it streams into the store.
     async fn put_blob(
         &self,
@@ -100,6 +111,11 @@ impl<S: Storage> Ctx<'_, S> {
         body: Body,
         len: Option<u64>,
     ) -> Result<()> {
+        let len = len.or(match &body {
+            Body::Foreign(f) => f.len(),
+            _ => None,
+        });
+        self.check_size(len)?;
         if let Some(len) = len
             && self.link(name, d).await?.is_none()
         {
@@ -109,7 +125,10 @@ impl<S: Storage> Ctx<'_, S> {
         let body = match body {
             // The adapter's own stream: the store verifies it by the platform's means.
             Body::Foreign(f) => Body::Foreign(f),
-            other => Body::stream(Checked::digest(other.into_stream(), d.clone(), len)),
+            other => Body::stream(
+                Checked::digest(other.into_stream(), d.clone(), len)
+                    .at_most(self.config.max_blob_size),
+            ),
         };
         let size = self.store.blob_put(d, body).await.map_err(store_err)?;
         self.link_blob(name, d, size).await
@@ -234,11 +253,18 @@ impl<S: Storage> Ctx<'_, S> {
         if len == Some(0) || matches!(body, Body::Empty) {
             return Ok(());
         }
+        self.check_size(len.map(|n| session.offset + n))?;
+        // What this chunk may add before the blob passes the limit.
+        let room = self
+            .config
+            .max_blob_size
+            .map(|limit| limit.saturating_sub(session.offset));
         let hasher = session
             .hasher()
             .ok_or_else(|| RegistryError::internal("unreadable hash state"))?;
         let slot = Arc::new(Mutex::new(Some(hasher)));
-        let chunk = Body::stream(Checked::feeding(body.into_stream(), slot.clone(), len));
+        let chunk =
+            Body::stream(Checked::feeding(body.into_stream(), slot.clone(), len).at_most(room));
         let new_len = self
             .store
             .upload_append(id, &mut session.store, session.offset, chunk)

@@ -217,3 +217,80 @@ async fn delete_by_digest_finds_tags_past_the_first_page() {
         .await
         .expect(200);
 }
+
+/// `max_blob_size`: a blob past it is refused with 413 SIZE_INVALID, whether its length is
+/// announced (refused before a byte is read) or only found while it streams, monolithic or in
+/// chunks; nothing of it is kept, and a blob at the limit passes.
+#[tokio::test]
+async fn blobs_past_the_size_limit_are_refused() {
+    let r = Reg::with(Config {
+        max_blob_size: Some(1000),
+        ..Config::default()
+    });
+    let ok = vec![7u8; 1000];
+    r.push_blob("app", &ok).await;
+    let big = vec![8u8; 1001];
+    let d = Digest::sha256(&big);
+    let post = format!("/v2/app/blobs/uploads/?digest={d}");
+    r.send(
+        Method::POST,
+        &post,
+        &[("content-length", "1001")],
+        big.clone(),
+    )
+    .await
+    .expect_error(413, "SIZE_INVALID");
+    // No Content-Length: found while it streams.
+    let stream = futures_util::stream::iter(
+        big.chunks(300)
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    r.send(Method::POST, &post, &[], berth::Body::stream(stream))
+        .await
+        .expect_error(413, "SIZE_INVALID");
+    r.head(&format!("/v2/app/blobs/{d}")).await.expect(404);
+    // In chunks: the second would end past the limit.
+    let loc = r.location("app").await;
+    let resp = r
+        .send(
+            Method::PATCH,
+            &loc,
+            &[("content-range", "0-599"), ("content-length", "600")],
+            big[..600].to_vec(),
+        )
+        .await;
+    resp.expect(202);
+    let loc = resp.header("location").unwrap().to_owned();
+    r.send(
+        Method::PATCH,
+        &loc,
+        &[("content-range", "600-1000"), ("content-length", "401")],
+        big[600..].to_vec(),
+    )
+    .await
+    .expect_error(413, "SIZE_INVALID");
+    // The session goes with it (that blob can never fit). A closing PUT streaming past it:
+    let loc = r.location("app").await;
+    let resp = r
+        .send(
+            Method::PATCH,
+            &loc,
+            &[("content-range", "0-599"), ("content-length", "600")],
+            big[..600].to_vec(),
+        )
+        .await;
+    let loc = resp.header("location").unwrap().to_owned();
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(
+        bytes::Bytes::copy_from_slice(&big[600..]),
+    )]);
+    r.send(
+        Method::PUT,
+        &format!("{loc}{}digest={d}", if loc.contains('?') { '&' } else { '?' }),
+        &[],
+        berth::Body::stream(stream),
+    )
+    .await
+    .expect_error(413, "SIZE_INVALID");
+    r.head(&format!("/v2/app/blobs/{d}")).await.expect(404);
+}
