@@ -318,6 +318,11 @@ pub struct LimitArgs {
     /// [default: 60s]
     #[arg(long, env = "BERTH_STALL_TIMEOUT", value_name = "TIME", value_parser = parse_secs)]
     pub stall_timeout: Option<u64>,
+
+    /// Connections open at once; past it, new ones get 503 with Retry-After (over TLS they are
+    /// closed) [default: 1024]
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// Everything `berth serve` needs, resolved.
@@ -340,6 +345,7 @@ pub struct Settings {
     pub header_timeout: Duration,
     pub max_header_size: usize,
     pub stall_timeout: Duration,
+    pub max_connections: usize,
     pub gc_grace: u64,
     /// `None`: no passes.
     pub gc_interval: Option<Duration>,
@@ -373,6 +379,7 @@ struct FileConfig {
     header_timeout: Option<Amount>,
     max_header_size: Option<Amount>,
     stall_timeout: Option<Amount>,
+    max_connections: Option<usize>,
     gc_grace: Option<Amount>,
     gc_interval: Option<Amount>,
     gc_policy: Option<PathBuf>,
@@ -622,6 +629,10 @@ impl Settings {
             max_header_size: usize::try_from(max_header_size)
                 .map_err(|_| Error::setting("max-header-size", "too large"))?,
             stall_timeout: Duration::from_secs(stall_timeout),
+            max_connections: match limits.max_connections.or(file.max_connections) {
+                Some(0) => return Err(Error::setting("max-connections", "at least 1")),
+                n => n.unwrap_or(1024),
+            },
             gc_grace,
             gc_interval: (gc_interval > 0).then(|| Duration::from_secs(gc_interval)),
             gc_policy: gc.gc_policy.or(file.gc_policy.map(|p| base.join(p))),

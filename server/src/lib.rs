@@ -199,6 +199,7 @@ pub async fn serve(settings: config::Settings) -> Result<(), Error> {
         header_timeout: settings.header_timeout,
         max_header_size: settings.max_header_size,
         stall_timeout: settings.stall_timeout,
+        max_connections: settings.max_connections,
         ops,
         ui: !settings.no_ui,
         ..server::Options::default()

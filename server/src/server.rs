@@ -45,6 +45,8 @@ pub struct Options {
     pub ops: Arc<crate::ops::Ops>,
     /// Serve the web page (`ui`) at `/`.
     pub ui: bool,
+    /// Connections open at once; past it, a new one gets 503 with `Retry-After` and is closed.
+    pub max_connections: usize,
 }
 
 impl Default for Options {
@@ -57,6 +59,7 @@ impl Default for Options {
             max_buf_size: 256 * 1024,
             ops: Arc::default(),
             ui: true,
+            max_connections: 1024,
         }
     }
 }
@@ -85,6 +88,7 @@ pub async fn run<S: Storage>(
         .max_buf_size(options.max_buf_size.max(options.max_header_size))
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     let mut shutdown = pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -100,6 +104,10 @@ pub async fn run<S: Storage>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream, options.ops.tls.is_some()));
+            continue;
+        };
         let registry = registry.clone();
         let (stall, ui) = (options.stall_timeout, options.ui);
         let peer = berth::auth::Peer(peer.ip());
@@ -114,7 +122,11 @@ pub async fn run<S: Storage>(
             let io = WriteStall::new(stream, stall);
             let handshake = (tls.acceptor(), options.header_timeout);
             let conn = (tls_builder.clone(), graceful.watcher());
-            tokio::spawn(crate::tls::serve(io, service, handshake, conn));
+            let served = crate::tls::serve(io, service, handshake, conn);
+            tokio::spawn(async move {
+                served.await;
+                drop(slot);
+            });
             continue;
         }
         let io = TokioIo::new(WriteStall::new(stream, stall));
@@ -123,6 +135,7 @@ pub async fn run<S: Storage>(
             if let Err(e) = conn.await {
                 tracing::debug!("connection: {e}");
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -134,6 +147,25 @@ pub async fn run<S: Storage>(
         }
     }
     Ok(())
+}
+
+/// A connection past `--max-connections`: a 503 that says when to come back, then closed.
+/// Over TLS there is no plain-text answer to give; it is closed at once.
+async fn refuse(mut stream: tokio::net::TcpStream, tls: bool) {
+    use tokio::io::AsyncWriteExt;
+    tracing::warn!("connection refused: --max-connections reached");
+    if tls {
+        return;
+    }
+    let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"too many connections; try again","detail":null}]}"#;
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nDocker-Distribution-API-Version: registry/2.0\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(head.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The request with the client's address for login throttling and, when it carries a Basic

@@ -286,7 +286,10 @@ async fn blobs_past_the_size_limit_are_refused() {
     )]);
     r.send(
         Method::PUT,
-        &format!("{loc}{}digest={d}", if loc.contains('?') { '&' } else { '?' }),
+        &format!(
+            "{loc}{}digest={d}",
+            if loc.contains('?') { '&' } else { '?' }
+        ),
         &[],
         berth::Body::stream(stream),
     )

@@ -196,6 +196,10 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(Options::default()).await
+}
+
+async fn start_with(options: Options) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStore::open(dir.path().join("root")).await.unwrap();
     let registry = Arc::new(Registry::new(store, SystemEnv, Config::default()));
@@ -204,7 +208,7 @@ async fn start() -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let options = Options {
         grace: Duration::from_secs(60),
-        ..Options::default()
+        ..options
     };
     let task = tokio::spawn(server::run(listener, registry, options, async move {
         let _ = stopped.await;
@@ -455,4 +459,43 @@ async fn the_binary_starts_with_defaults_and_stops_on_sigterm() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
+}
+
+/// Past `max_connections`, a new connection gets 503 with Retry-After and is closed; once one
+/// closes, the next is served.
+#[tokio::test]
+async fn connections_past_the_limit_get_503_and_a_retry_time() {
+    let s = start_with(Options {
+        max_connections: 2,
+        ..Options::default()
+    })
+    .await;
+    let mut a = Conn::connect(s.addr).await.unwrap();
+    let mut b = Conn::connect(s.addr).await.unwrap();
+    for c in [&mut a, &mut b] {
+        assert_eq!(
+            c.request("GET", "/v2/", &[], b"").await.unwrap().status,
+            200
+        );
+    }
+    let mut c = Conn::connect(s.addr).await.unwrap();
+    let r = c.request("GET", "/v2/", &[], b"").await.unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    drop(a);
+    // The slot frees when the server sees the close.
+    let mut served = false;
+    for _ in 0..50 {
+        let mut d = Conn::connect(s.addr).await.unwrap();
+        if d.request("GET", "/v2/", &[], b"").await.unwrap().status == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served);
+    assert_eq!(
+        b.request("GET", "/v2/", &[], b"").await.unwrap().status,
+        200
+    );
 }
