@@ -11,8 +11,8 @@
 # BERTH_AUTH_KEY) and run tests/e2e/auth.sh (access control with real clients); and once more
 # with tests/ui/policy.toml for tests/ui.sh (the web page in chromium; UI_WORKER_TAGS tags in
 # its big repository, default 1000). Last, the pull-through cache: two `berth serve` upstreams
-# on 127.0.0.1 (one anonymous, one behind a token service), images pushed to them with skopeo,
-# and the Worker mirroring both (worker/test-mirror).
+# on 127.0.0.1 (one anonymous, one behind a token service) and a redirecting one, images pushed
+# with skopeo, and the Worker mirroring them (worker/test-mirror).
 #
 #   tests/worker.sh
 #   BERTH_BIG_MIB=N        size of the large chunked and monolithic blobs (default 300)
@@ -46,6 +46,7 @@ stop() {
     stop_server
     stop_group "${PUBLIC_PGID:-}"
     stop_group "${PRIVATE_PGID:-}"
+    stop_group "${REDIR_PGID:-}"
     if [ "${WORKER_KEEP:-0}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap stop EXIT
@@ -316,6 +317,20 @@ EOF2
         echo "not ok - the public upstream did not start"; tail -n 5 "$WORK/public.log" | sed 's/^/#   /'
         failed=$((failed + 1)) MIRROR_OK=0
     fi
+    # A third upstream: Basic login, then a redirect to another origin (test-mirror/redirector.mjs)
+    # that serves the public upstream's content.
+    if [ "$MIRROR_OK" = 1 ]; then
+        free_port='const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+        REDIR_PORT=$("$NODE" -e "$free_port") REDIR_BACK=$("$NODE" -e "$free_port")
+        redir_pw=$("$NODE" -e 'console.log(require("crypto").randomBytes(12).toString("hex"))')
+        setsid "$NODE" "$W/test-mirror/redirector.mjs" "$REDIR_PORT" "$REDIR_BACK" \
+            "127.0.0.1:$PUBLIC_PORT" "redir:$redir_pw" "$WORK/redirector.log" >"$WORK/redirector.out" 2>&1 &
+        REDIR_PGID=$!
+        for _ in $(seq 50); do
+            curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$REDIR_PORT/v2/" && break
+            sleep 0.1
+        done
+    fi
     L="$WORK/mirror-images/layout"
     if [ "$MIRROR_OK" = 1 ] &&
         mirror_skopeo copy --all --preserve-digests --dest-tls-verify=false \
@@ -349,18 +364,22 @@ EOF2
         stop_server
 
         creds=$(printf 'mirror:%s' "$pw" | base64 -w0)
+        auths='{"auths":{"http://127.0.0.1:'"$PRIVATE_PORT"'":{"auth":"'"$creds"'"},'
+        auths+='"127.0.0.1:'"$REDIR_PORT"'":{"username":"redir","password":"'"$redir_pw"'"}}}'
         serve build "$WORK/wrangler-mirror.log" --persist-to "$WORK/r2-mirror" --var BERTH_OPEN:true \
-            --var "BERTH_UPSTREAM:http://127.0.0.1:$PUBLIC_PORT, private.test=http://127.0.0.1:$PRIVATE_PORT" \
-            --var BERTH_UPSTREAM_PREFIX:priv=private.test --var BERTH_UPSTREAM_TTL:2 \
-            --var 'BERTH_UPSTREAM_AUTH:{"auths":{"http://127.0.0.1:'"$PRIVATE_PORT"'":{"auth":"'"$creds"'"}}}'
-        echo "# the mirror on 127.0.0.1:$PORT; upstreams on $PUBLIC_PORT (public), $PRIVATE_PORT (private)"
+            --var "BERTH_UPSTREAM:http://127.0.0.1:$PUBLIC_PORT, private.test=http://127.0.0.1:$PRIVATE_PORT redirect.test=http://127.0.0.1:$REDIR_PORT" \
+            --var "BERTH_UPSTREAM_PREFIX:priv=private.test,redir=redirect.test" --var BERTH_UPSTREAM_TTL:2 \
+            --var "BERTH_UPSTREAM_AUTH:$auths"
+        echo "# the mirror on 127.0.0.1:$PORT; upstreams on $PUBLIC_PORT (public), $PRIVATE_PORT (private), $REDIR_PORT (redirecting)"
         export MIRROR_WORK="$WORK" MIRROR_IMAGES="$WORK/mirror-images" \
             UPSTREAM_PUBLIC="127.0.0.1:$PUBLIC_PORT" UPSTREAM_PUBLIC_LOG="$WORK/public.log" \
-            UPSTREAM_PUBLIC_PGID="$PUBLIC_PGID" UPSTREAM_PRIVATE_LOG="$WORK/private.log"
+            UPSTREAM_PUBLIC_PGID="$PUBLIC_PGID" UPSTREAM_PRIVATE_LOG="$WORK/private.log" \
+            REDIRECTOR_LOG="$WORK/redirector.log"
         node_tests "$W"/test-mirror/*.test.mjs
         stop_server
     fi
     stop_group "${PUBLIC_PGID:-}"
     stop_group "${PRIVATE_PGID:-}"
+    stop_group "${REDIR_PGID:-}"
 fi
 finish

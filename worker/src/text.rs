@@ -230,7 +230,7 @@ pub fn registry_host(key: &str) -> String {
 /// base64(user:password)}}}`, or `username` and `password`), as the value of a Basic
 /// `Authorization` header. Errors never quote the file's values.
 pub fn docker_auth(config: &str, host: &str) -> Result<Option<String>, String> {
-    let doc: serde_json::Value = serde_json::from_str(config).map_err(|e| {
+    let doc: serde_json::Value = serde_json::from_slice(config.as_bytes()).map_err(|e| {
         format!(
             "not a docker config.json (at line {}, column {})",
             e.line(),

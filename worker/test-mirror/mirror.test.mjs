@@ -4,7 +4,9 @@
 // credentials from BERTH_UPSTREAM_AUTH. tests/worker.sh pushed tests/e2e/mkimages.py's images
 // ($MIRROR_IMAGES) to the public upstream as mirror/multi:v1 and mirror/multiarch:v1, and
 // `multi` and the Docker image to the private one as team/app:v1 and team/docker:v1. Each upstream logs one `berth::request:` line per
-// request it answers, which is how these tests see what the mirror asked.
+// request it answers, which is how these tests see what the mirror asked. A third upstream,
+// `redirect.test` under `redir/` (redirector.mjs), wants Basic credentials and redirects every
+// request to another origin that serves the public upstream's content.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -20,6 +22,7 @@ const UP = process.env.UPSTREAM_PUBLIC;
 const UP_LOG = process.env.UPSTREAM_PUBLIC_LOG;
 const UP_PGID = Number(process.env.UPSTREAM_PUBLIC_PGID);
 const PRIVATE_LOG = process.env.UPSTREAM_PRIVATE_LOG;
+const REDIRECTOR_LOG = process.env.REDIRECTOR_LOG;
 const WORKER = new URL(BASE).host;
 const expected = JSON.parse(readFileSync(join(IMAGES, "expected.json"), "utf8"));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -187,6 +190,29 @@ test("a Docker schema 2 image pulls through the private upstream, every blob fet
     assert.ok(log.some((l) => l.startsWith(`GET /v2/team/docker/blobs/${d} 200 `)), `${d} fetched`);
   }
   assert.ok(log.filter((l) => / 401 /.test(l)).length <= 1, log.join("\n"));
+});
+
+test("a Basic login and a redirect to another origin: followed, without the credentials", async () => {
+  const name = `mirror/redirected-${Date.now()}`;
+  const digest = await pushUpstream(name, "v1", "redirected");
+  const m = await req("GET", `/v2/redir/${name}/manifests/v1`, {
+    headers: { accept: OCI_MANIFEST },
+    expect: 200,
+  });
+  assert.equal(sha256(m.body), digest);
+  const manifest = JSON.parse(m.body.toString());
+  for (const { digest: d } of [manifest.config, ...manifest.layers]) {
+    const r = await req("GET", `/v2/redir/${name}/blobs/${d}`, { expect: 200 });
+    assert.equal(sha256(r.body), d);
+  }
+  const log = readFileSync(REDIRECTOR_LOG, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const front = log.filter((l) => l.side === "front" && l.path.includes(name));
+  const back = log.filter((l) => l.side === "back" && l.path.includes(name));
+  const text = JSON.stringify(log, null, 1);
+  assert.ok(front.some((l) => l.auth === "Basic"), `logged in with Basic: ${text}`);
+  assert.equal(front.filter((l) => l.auth === null).length, 1, `one challenge: ${text}`);
+  assert.ok(back.some((l) => l.method === "GET" && l.path.includes("/blobs/")), text);
+  assert.deepEqual(back.filter((l) => l.auth !== null), [], "no credentials to the other origin");
 });
 
 test("a tag moved upstream is seen after the TTL (2 s) and not before", async () => {
