@@ -182,7 +182,11 @@ wasm=$(wc -c <"$W/build/index_bg.wasm") gz=$(gzip -9c "$W/build/index_bg.wasm" |
 passed=$((passed + 1)); echo "ok - the Worker builds (wasm $wasm bytes, $gz gzipped)"
 # A size budget, so that growth is a decision: 361 KiB with GC, the web extension, events and
 # throttling; issue 17 targets 300 KiB (the TOML parser is the next thing to take out).
-budget=${BERTH_WASM_BUDGET:-$((375 * 1024))}
+# The pull-through cache raised it from 375 KiB (369,748 bytes before it) to 387 KiB: 395,393
+# bytes with it, 14.2 KB of it the core's mirror and 11.4 KB the Worker's upstream adapter
+# (fetch, the token flow, redirects) and its settings (the docker config.json secret); no cut
+# in the Worker's own code got it back under the old budget.
+budget=${BERTH_WASM_BUDGET:-$((387 * 1024))}
 if [ "$gz" -le "$budget" ]; then
     passed=$((passed + 1)); echo "ok - the deployed wasm is within its budget ($gz <= $budget bytes gzipped)"
 else
