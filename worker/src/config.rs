@@ -1,10 +1,21 @@
 //! Settings from wrangler `[vars]`; the access-control policy and the token signing key from
-//! secrets (`wrangler secret put BERTH_AUTH_POLICY`, `BERTH_AUTH_KEY`), or vars in tests.
+//! secrets (`wrangler secret put BERTH_AUTH_POLICY`, `BERTH_AUTH_KEY`), or vars in tests; the
+//! mirror's upstreams from vars and their credentials from a secret (`BERTH_UPSTREAM_AUTH`).
 
 use berth::Config;
+use berth::gc::policy::{TIME_UNITS, with_unit};
+use berth::mirror::MirrorConfig;
 
 use crate::r2::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
-use crate::text::parse_size;
+use crate::text::{self, parse_size};
+
+/// The pull-through cache (`BERTH_UPSTREAM` and friends), checked.
+pub struct MirrorSettings {
+    pub config: MirrorConfig,
+    /// By upstream `ns`: the Basic credentials (`base64(user:password)`) from
+    /// `BERTH_UPSTREAM_AUTH` for its host.
+    pub credentials: Vec<(String, String)>,
+}
 
 pub struct Settings {
     pub config: Config,
@@ -28,6 +39,9 @@ pub struct Settings {
     pub gc_budget: u32,
     /// The content policy's text (retention, immutable tags, quotas), if any.
     pub gc_policy: Option<String>,
+    /// The pull-through cache, when `BERTH_UPSTREAM` is set; `Err` (the Worker answers 503)
+    /// when its settings do not hold, saying why without quoting any secret.
+    pub mirror: Option<Result<MirrorSettings, String>>,
 }
 
 /// One `[vars]` entry, if set and not blank.
@@ -119,6 +133,67 @@ impl Settings {
             gc_interval: secs(env, "BERTH_GC_INTERVAL", 3600),
             gc_budget: secs(env, "BERTH_GC_BUDGET", 400) as u32,
             gc_policy: secret(env, "BERTH_GC_POLICY"),
+            mirror: mirror(env),
         }
     }
+}
+
+/// `BERTH_UPSTREAM` (`[NS=]URL` items, as `berth serve --upstream`), `BERTH_UPSTREAM_PREFIX`
+/// (`PREFIX=NS` items), `BERTH_UPSTREAM_TTL` (default 5 minutes), `BERTH_UPSTREAM_PUSH`, and
+/// the `BERTH_UPSTREAM_AUTH` secret (a docker config.json). Unlike the settings above, a bad
+/// value is not replaced by a default: the mirror fails closed.
+fn mirror(env: &worker::Env) -> Option<Result<MirrorSettings, String>> {
+    let upstreams = text::items(&var(env, "BERTH_UPSTREAM").unwrap_or_default());
+    let prefixes = text::items(&var(env, "BERTH_UPSTREAM_PREFIX").unwrap_or_default());
+    if upstreams.is_empty() {
+        return (!prefixes.is_empty())
+            .then(|| Err("BERTH_UPSTREAM_PREFIX needs a BERTH_UPSTREAM".to_owned()));
+    }
+    Some(mirror_settings(env, &upstreams, &prefixes))
+}
+
+fn mirror_settings(
+    env: &worker::Env,
+    upstreams: &[String],
+    prefixes: &[String],
+) -> Result<MirrorSettings, String> {
+    // A URL's userinfo would be echoed by the errors below and sent nowhere useful.
+    if upstreams
+        .iter()
+        .any(|u| text::origin(u.split_once('=').map_or(u, |(_, url)| url)).contains('@'))
+    {
+        return Err("BERTH_UPSTREAM: credentials do not belong in a URL; \
+                    put them in the BERTH_UPSTREAM_AUTH secret"
+            .into());
+    }
+    let ttl = match var(env, "BERTH_UPSTREAM_TTL") {
+        None => 300,
+        Some(v) => with_unit(v.trim(), TIME_UNITS).ok_or_else(|| {
+            format!("BERTH_UPSTREAM_TTL={v:?} is not a time such as 90, 15m, 24h")
+        })?,
+    };
+    let push = match var(env, "BERTH_UPSTREAM_PUSH").as_deref().map(str::trim) {
+        None | Some("0" | "false" | "no" | "off") => false,
+        Some("1" | "true" | "yes" | "on") => true,
+        Some(other) => return Err(format!("BERTH_UPSTREAM_PUSH={other:?} is not a boolean")),
+    };
+    let config = MirrorConfig::new(upstreams, prefixes, ttl, push)
+        .map_err(|e| format!("BERTH_UPSTREAM: {e}"))?;
+    let mut credentials = Vec::new();
+    if let Some(file) = secret(env, "BERTH_UPSTREAM_AUTH") {
+        for u in &config.upstreams {
+            let host = text::origin(&u.url)
+                .split_once("://")
+                .map_or("", |(_, h)| h);
+            if let Some(basic) =
+                text::docker_auth(&file, host).map_err(|e| format!("BERTH_UPSTREAM_AUTH: {e}"))?
+            {
+                credentials.push((u.ns.clone(), basic));
+            }
+        }
+    }
+    Ok(MirrorSettings {
+        config,
+        credentials,
+    })
 }

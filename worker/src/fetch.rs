@@ -17,6 +17,7 @@ use crate::budget::Counted;
 use crate::config::Settings;
 use crate::js;
 use crate::r2::R2Store;
+use crate::upstream::WorkerUpstream;
 
 /// The R2 bucket binding's name in wrangler.toml.
 const BUCKET: &str = "BUCKET";
@@ -84,7 +85,15 @@ fn auth(policy: &str, key: &str) -> Result<Arc<Auth>, berth::auth::PolicyError> 
 fn registry(env: &worker::Env) -> worker::Result<(Registry<R2Store>, Settings)> {
     let settings = Settings::from_env(env);
     let store = R2Store::new(env.bucket(BUCKET)?, settings.part_size);
-    Ok((configure(store, &settings)?, settings))
+    let mut registry = configure(store, &settings)?;
+    // The pull-through cache serves requests only (the cron's passes do not fetch). Settings
+    // that do not hold shut the registry, as a bad policy does.
+    match &settings.mirror {
+        None => {}
+        Some(Ok(m)) => registry = registry.with_mirror(m.config.clone(), WorkerUpstream::new(m)),
+        Some(Err(e)) => return Err(worker::Error::RustError(e.clone())),
+    }
+    Ok((registry, settings))
 }
 
 /// The registry over `store` as `settings` say: access control and the content policy. A

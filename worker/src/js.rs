@@ -1,6 +1,7 @@
-//! The little JavaScript the adapter needs: reading platform streams in large chunks, and
-//! randomness. Bytes that enter wasm do so in few large copies: each crossing between JS and
-//! wasm costs ~50 µs, and platform streams deliver 4 KiB at a time (edge-notes.md).
+//! The little JavaScript the adapter needs: reading platform streams in large chunks, the
+//! mirror's `fetch`, and randomness. Bytes that enter wasm do so in few large copies: each
+//! crossing between JS and wasm costs ~50 µs, and platform streams deliver 4 KiB at a time
+//! (edge-notes.md).
 
 use std::io;
 
@@ -62,6 +63,25 @@ export class ChunkReader {
   }
 }
 
+// A request to a mirror's upstream: redirects come back as they are (the caller follows them,
+// without credentials on another origin); `ms` bounds the wait for the response head only,
+// never the body that streams after it.
+export async function upstreamFetch(url, method, accept, authorization, ms) {
+  const headers = { "user-agent": "berth-worker" };
+  if (accept) headers.accept = accept;
+  if (authorization) headers.authorization = authorization;
+  const c = new AbortController();
+  const t = setTimeout(() => c.abort(), ms);
+  try {
+    return await fetch(url, { method, headers, redirect: "manual", signal: c.signal });
+  } catch (e) {
+    if (c.signal.aborted) throw new Error(`no answer in ${ms / 1000} s`);
+    throw e;
+  } finally {
+    clearTimeout(t);
+  }
+}
+
 export function randomHex(bytes) {
   const a = new Uint8Array(bytes);
   crypto.getRandomValues(a);
@@ -84,6 +104,17 @@ extern "C" {
 
     #[wasm_bindgen(method)]
     fn cancel(this: &ChunkReader, reason: &str);
+
+    /// `fetch` for the mirror (see the JS above): a promise of a `Response`. Empty `accept`
+    /// and `authorization` are not sent.
+    #[wasm_bindgen(js_name = upstreamFetch)]
+    pub fn upstream_fetch(
+        url: &str,
+        method: &str,
+        accept: &str,
+        authorization: &str,
+        ms: u32,
+    ) -> js_sys::Promise;
 
     /// `bytes` random bytes from `crypto.getRandomValues`, as lowercase hex.
     #[wasm_bindgen(js_name = randomHex)]

@@ -24,3 +24,5 @@ mod js;
 mod r2;
 #[cfg(target_arch = "wasm32")]
 mod ui;
+#[cfg(target_arch = "wasm32")]
+mod upstream;

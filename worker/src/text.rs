@@ -1,5 +1,10 @@
-//! Text the Worker reads: sizes in `[vars]`, and R2's checksum errors. Plain functions with
-//! table tests, built on every target (the rest of the crate is wasm32-only).
+//! Text the Worker reads: sizes and lists in `[vars]`, R2's checksum errors, and what the
+//! mirror reads from upstreams (challenges, redirects) and from its credentials (a docker
+//! config.json). Plain functions with table tests, built on every target (the rest of the crate
+//! is wasm32-only).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 
 /// A size in bytes: `1048576`, or with a suffix `KiB`, `MiB`, `GiB` (`16MiB`).
 pub fn parse_size(s: &str) -> Option<u64> {
@@ -70,6 +75,208 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The items of a list var: separated by commas or whitespace, blanks dropped.
+pub fn items(s: &str) -> Vec<String> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        /// Space-separated, as the header gives it; empty when it names none.
+        scope: String,
+    },
+}
+
+impl Challenge {
+    /// `Bearer realm="...",service="...",scope="..."` or `Basic realm="..."`.
+    pub fn parse(header: &str) -> Option<Challenge> {
+        let header = header.trim();
+        let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+        let params = params(rest);
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
+        if scheme.eq_ignore_ascii_case("basic") {
+            Some(Challenge::Basic)
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            let scope: Vec<&str> = params
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("scope"))
+                .map(|(_, v)| v.as_str())
+                .collect();
+            Some(Challenge::Bearer {
+                realm: get("realm").filter(|r| !r.is_empty())?,
+                service: get("service"),
+                scope: scope.join(" ").trim().to_owned(),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// `k="v", k2=v2`, with backslash escapes inside quotes.
+fn params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(c) if *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if chars.next().is_none() {
+            return out;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        out.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+}
+
+/// `scheme://host[:port]` of an absolute URL (the whole string when it has no path).
+pub fn origin(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].find(['/', '?', '#']) {
+        Some(i) => &url[..start + i],
+        None => url,
+    }
+}
+
+/// Where a redirect's `Location` points, from the URL that answered with it.
+pub fn resolve(from: &str, location: &str) -> String {
+    let location = location.trim();
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        let scheme = from.split_once("://").map_or("https", |(s, _)| s);
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{}{location}", origin(from))
+    } else {
+        let path = from.split(['?', '#']).next().unwrap_or(from);
+        let dir = match path.rfind('/') {
+            Some(i) if i >= origin(from).len() => &path[..=i],
+            _ => return format!("{}/{location}", origin(from)),
+        };
+        format!("{dir}{location}")
+    }
+}
+
+/// The repository a `/v2/<name>/<manifests|blobs|referrers|tags>/...` path names; empty for
+/// any other path.
+pub fn repository(path: &str) -> &str {
+    let Some(p) = path.strip_prefix("/v2/") else {
+        return "";
+    };
+    let p = p.split('?').next().unwrap_or(p);
+    ["/manifests/", "/blobs/", "/referrers/", "/tags/"]
+        .iter()
+        .filter_map(|m| p.rfind(m).map(|i| &p[..i]))
+        .max_by_key(|r| r.len())
+        .unwrap_or("")
+}
+
+/// `https://host/v1/`, `host`, `http://host` all name `host`; Docker Hub has aliases.
+pub fn registry_host(key: &str) -> String {
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let k = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
+    match k.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_owned()
+        }
+        _ => k,
+    }
+}
+
+/// The credentials for `host` in a docker config.json (`{"auths": {"host": {"auth":
+/// base64(user:password)}}}`, or `username` and `password`), as the value of a Basic
+/// `Authorization` header. Errors never quote the file's values.
+pub fn docker_auth(config: &str, host: &str) -> Result<Option<String>, String> {
+    let doc: serde_json::Value = serde_json::from_slice(config.as_bytes()).map_err(|e| {
+        format!(
+            "not a docker config.json (at line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let Some(auths) = doc.get("auths") else {
+        return Ok(None);
+    };
+    let auths = auths.as_object().ok_or("\"auths\" is not an object")?;
+    let wanted = registry_host(host);
+    let str_of = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(|s| s.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    for (key, entry) in auths {
+        if registry_host(key) != wanted {
+            continue;
+        }
+        if let Some(auth) = str_of(entry, "auth") {
+            let ok = B64
+                .decode(&auth)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .is_some_and(|d| d.contains(':'));
+            if !ok {
+                return Err(format!(
+                    "the entry for {key} is not base64 of user:password"
+                ));
+            }
+            return Ok(Some(auth));
+        }
+        if let (Some(u), Some(p)) = (str_of(entry, "username"), str_of(entry, "password")) {
+            return Ok(Some(B64.encode(format!("{u}:{p}"))));
+        }
+        return Err(format!(
+            "the entry for {key} has no \"auth\" (or \"username\" and \"password\"); \
+             identity tokens and credential helpers are not supported"
+        ));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +334,94 @@ mod tests {
         assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
         assert_eq!(unhex("0"), None);
         assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn list_items() {
+        assert_eq!(items(" a, b  c,,\n d "), ["a", "b", "c", "d"]);
+        assert!(items(" , ").is_empty());
+    }
+
+    #[test]
+    fn challenges() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("reg".into()),
+                scope: "repository:a/b:pull".into(),
+            })
+        );
+        let c = Challenge::parse(r#"bearer realm="r", scope="x y""#).unwrap();
+        assert!(matches!(c, Challenge::Bearer { service: None, scope, .. } if scope == "x y"));
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="x""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(Challenge::parse("Bearer service=x"), None);
+        assert_eq!(Challenge::parse("Negotiate"), None);
+    }
+
+    #[test]
+    fn redirects() {
+        let from = "https://reg.example:5000/v2/a/blobs/sha256:00?x=1";
+        assert_eq!(origin(from), "https://reg.example:5000");
+        assert_eq!(origin("http://h"), "http://h");
+        assert_eq!(
+            resolve(from, "https://cdn.example/b?sig=1"),
+            "https://cdn.example/b?sig=1"
+        );
+        assert_eq!(resolve(from, "//cdn.example/b"), "https://cdn.example/b");
+        assert_eq!(resolve(from, "/blob/1"), "https://reg.example:5000/blob/1");
+        assert_eq!(resolve(from, "c"), "https://reg.example:5000/v2/a/blobs/c");
+    }
+
+    #[test]
+    fn repositories() {
+        assert_eq!(
+            repository("/v2/library/alpine/manifests/3"),
+            "library/alpine"
+        );
+        assert_eq!(repository("/v2/a/blobs/b/blobs/sha256:00"), "a/blobs/b");
+        assert_eq!(repository("/v2/a/referrers/sha256:00?artifactType=x"), "a");
+        assert_eq!(repository("/v2/"), "");
+    }
+
+    #[test]
+    fn docker_config() {
+        let file = r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"},
+            "ghcr.io":{"username":"u","password":"p"},
+            "bad.example":{"auth":"!!"},
+            "tok.example":{"identitytoken":"secret-rt"}}}"#;
+        assert_eq!(
+            docker_auth(file, "registry-1.docker.io")
+                .unwrap()
+                .as_deref(),
+            Some("dTpw")
+        );
+        assert_eq!(
+            docker_auth(file, "GHCR.io").unwrap().as_deref(),
+            Some("dTpw")
+        );
+        assert_eq!(docker_auth(file, "quay.io").unwrap(), None);
+        assert!(
+            docker_auth(file, "bad.example")
+                .unwrap_err()
+                .contains("base64")
+        );
+        let e = docker_auth(file, "tok.example").unwrap_err();
+        assert!(
+            e.contains("not supported") && !e.contains("secret-rt"),
+            "{e}"
+        );
+        let e = docker_auth(r#"{"auths": {"x": {"auth": "sec"#, "x").unwrap_err();
+        assert!(
+            e.starts_with("not a docker config.json") && !e.contains("sec\""),
+            "{e}"
+        );
+        assert_eq!(docker_auth("{}", "x").unwrap(), None);
     }
 }

@@ -58,6 +58,8 @@ const SIZE: &str = "berth-size";
 /// Custom metadata of a retired metadata document (see the module's notes).
 const RETIRED: &str = "berth-retired";
 
+/// Cheap to clone (a handle on the binding): the mirror writes fetched blobs through a clone.
+#[derive(Clone)]
 pub struct R2Store {
     bucket: Bucket,
     part_size: u64,
