@@ -339,12 +339,12 @@ impl Stream for RequestBody {
                 let e = ready!(self.stall.waiting(cx, "request body"));
                 return Poll::Ready(Some(Err(e)));
             }
-            self.stall.progress();
             let frame = match ready!(polled) {
                 None => return Poll::Ready(None),
                 Some(Err(e)) => return Poll::Ready(Some(Err(io::Error::other(e)))),
                 Some(Ok(frame)) => frame,
             };
+            self.stall.progress(frame.data_ref().map_or(0, |d| d.len()));
             // Trailers carry nothing the registry reads.
             if let Ok(data) = frame.into_data() {
                 self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);

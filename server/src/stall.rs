@@ -1,5 +1,7 @@
 //! Stall limits: a request body or a response write that makes no progress for too long fails
 //! with `TimedOut`, so a client that stops mid-transfer cannot hold a connection forever.
+//! Progress means [`MIN_PROGRESS`] bytes within the limit: a byte now and then (a client
+//! trickling a body to hold a connection and a file) does not reset the clock.
 
 use std::io;
 use std::pin::Pin;
@@ -9,20 +11,38 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// A deadline armed when an operation first waits and dropped when it moves.
+/// Bytes that must move within one stall limit (16 KiB a minute by default: 273 B/s, below
+/// any real client's rate).
+pub const MIN_PROGRESS: u64 = 16 << 10;
+
+/// A deadline armed when an operation first waits, and dropped once it has moved
+/// [`MIN_PROGRESS`] bytes since.
 pub struct Stall {
     limit: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
+    moved: u64,
 }
 
 impl Stall {
     pub fn new(limit: Duration) -> Stall {
-        Stall { limit, sleep: None }
+        Stall {
+            limit,
+            sleep: None,
+            moved: 0,
+        }
     }
 
-    /// Bytes moved: the next wait gets a fresh deadline.
-    pub fn progress(&mut self) {
-        self.sleep = None;
+    /// `n` bytes moved: enough of them since the deadline was armed, and the next wait gets a
+    /// fresh one.
+    pub fn progress(&mut self, n: usize) {
+        if self.sleep.is_none() {
+            return;
+        }
+        self.moved += n as u64;
+        if self.moved >= MIN_PROGRESS {
+            self.sleep = None;
+            self.moved = 0;
+        }
     }
 
     /// The operation is waiting: an error once it has waited `limit` since it last moved.
@@ -78,7 +98,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
         match Pin::new(&mut this.io).poll_write(cx, buf) {
             Poll::Pending => this.stall.waiting(cx, "response").map(Err),
             done => {
-                this.stall.progress();
+                if let Poll::Ready(Ok(n)) = &done {
+                    this.stall.progress(*n);
+                }
                 done
             }
         }
@@ -93,7 +115,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
         match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
             Poll::Pending => this.stall.waiting(cx, "response").map(Err),
             done => {
-                this.stall.progress();
+                if let Poll::Ready(Ok(n)) = &done {
+                    this.stall.progress(*n);
+                }
                 done
             }
         }

@@ -89,6 +89,8 @@ impl Wake for WakeAll {
 impl Tee {
     /// A tee for bytes that must hash to `expect`, whose upstream request is on its way:
     /// readers can be taken now and wait for [`Tee::open`].
+    // On wasm the body stream is not `Send`, and needs not be: the platform is one thread.
+    #[allow(clippy::arc_with_non_send_sync)]
     pub(crate) fn opening(expect: Digest) -> Arc<Tee> {
         Arc::new(Tee {
             state: Mutex::new(State {

@@ -121,6 +121,8 @@ impl Settings {
             chunk_min_length: (chunk_min > 0).then_some(chunk_min),
             max_page_size: secs(env, "BERTH_MAX_PAGE_SIZE", defaults.max_page_size as u64) as usize,
             gc_grace: secs(env, "BERTH_GC_GRACE", defaults.gc_grace).max(berth::gc::MIN_GRACE),
+            // 0 or unset: no limit.
+            max_blob_size: Some(size(env, "BERTH_MAX_BLOB_SIZE", 0)).filter(|n| *n > 0),
         };
         Settings {
             config,

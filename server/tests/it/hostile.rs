@@ -559,3 +559,35 @@ async fn http11_without_host_is_400() {
     let status = raw(s.addr, b"GET /v2/ HTTP/1.0\r\n\r\n").await;
     assert_eq!(status, Some(200));
 }
+
+/// A client trickling a body, a byte at a time each well within the stall limit, is cut off
+/// once a whole limit passes without MIN_PROGRESS bytes: it cannot hold a connection forever.
+#[tokio::test]
+async fn a_trickled_body_is_cut_off() {
+    let limit = Duration::from_millis(600);
+    let s = start_with(limit).await;
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(
+        b"POST /v2/r/blobs/uploads/?digest=sha256:0000000000000000000000000000000000000000000000000000000000000000 HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    // A byte every 150 ms: before the fix, each one reset the 600 ms clock.
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if conn.write_all(b"x").await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) = timeout(Duration::from_millis(1), conn.read(&mut buf)).await {
+            cut = n == 0 || buf.starts_with(b"HTTP/1.1 4");
+            if cut {
+                break;
+            }
+        }
+    }
+    assert!(cut, "still open after {:?}", started.elapsed());
+}
