@@ -185,8 +185,9 @@ passed=$((passed + 1)); echo "ok - the Worker builds (wasm $wasm bytes, $gz gzip
 # The pull-through cache raised it from 375 KiB (369,748 bytes before it) to 387 KiB: 395,393
 # bytes with it, 14.2 KB of it the core's mirror and 11.4 KB the Worker's upstream adapter
 # (fetch, the token flow, redirects) and its settings (the docker config.json secret); no cut
-# in the Worker's own code got it back under the old budget.
-budget=${BERTH_WASM_BUDGET:-$((387 * 1024))}
+# in the Worker's own code got it back under the old budget. 388 KiB since the blob size limit
+# and the mirror's shared-fetch fixes (396,315 bytes; wasm-opt -Oz would win only ~0.4 KB).
+budget=${BERTH_WASM_BUDGET:-$((388 * 1024))}
 if [ "$gz" -le "$budget" ]; then
     passed=$((passed + 1)); echo "ok - the deployed wasm is within its budget ($gz <= $budget bytes gzipped)"
 else

@@ -208,6 +208,11 @@ impl FsStore {
             }
             let data = dir.join("data");
             File::create(&data).map_err(|e| other(e, &data))?;
+            // The session saved next names this directory: make it, and its file, durable first.
+            sync_dir(&dir).map_err(|e| other(e, &dir))?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).map_err(|e| other(e, parent))?;
+            }
             Ok(String::new())
         })
         .await
