@@ -357,6 +357,14 @@ def main():
     check("pulls by digest of cached content make no upstream request",
           s == 200 and before == after, f"{after - before} new upstream log lines")
 
+    s, _, body = request("GET", f"http://{M}/metrics")
+    counts = {}
+    for line in body.decode().splitlines():
+        if line.startswith("berth_mirror_requests_total{"):
+            counts[line.split('"')[1]] = float(line.split()[-1])
+    check("/metrics counts the cache's hits and misses",
+          counts.get("hit", 0) > 0 and counts.get("miss", 0) > 0, str(counts))
+
     ttl_check(D, M, layout, multi["digest"], multiarch["digest"])
     single_fetch_check(D, M, dist_log)
     corrupt_check(D, M, proxy)

@@ -48,6 +48,11 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -71,6 +76,7 @@ pub struct Metrics {
     gc_freed: Counter,
     gc_blobs: Counter,
     events: Family<OutcomeLabels, Counter>,
+    mirror: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -95,6 +101,7 @@ impl Metrics {
             gc_freed: Counter::default(),
             gc_blobs: Counter::default(),
             events: Family::default(),
+            mirror: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -156,6 +163,11 @@ impl Metrics {
             "events",
             "Event notifications, by outcome (delivered, failed after retries, dropped on a full queue)",
             m.events.clone(),
+        );
+        registry.register(
+            "mirror_requests",
+            "Reads of mirrored repositories, by what the cache did (hit, revalidated, miss, stale)",
+            m.mirror.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -225,6 +237,14 @@ impl Metrics {
             self.gc_freed.inc_by(r.bytes_freed);
             self.gc_blobs.inc_by(r.blobs_deleted);
         }
+    }
+
+    pub fn mirror(&self, what: berth::mirror::CacheResult) {
+        self.mirror
+            .get_or_create(&ResultLabels {
+                result: what.as_str(),
+            })
+            .inc();
     }
 
     pub fn event(&self, outcome: &'static str) {

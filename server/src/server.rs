@@ -286,6 +286,11 @@ async fn handle<S: Storage>(
         }
     };
     let (mut parts, body) = resp.into_parts();
+    if let Some(what) = parts.extensions.remove::<berth::mirror::CacheResult>()
+        && let Some(m) = &ops.metrics
+    {
+        m.mirror(what);
+    }
     if let Some(event) = parts.extensions.remove::<berth::events::Event>()
         && let Some(events) = &ops.events
     {

@@ -10,7 +10,7 @@ use crate::error::{Code, RegistryError};
 use crate::keys;
 use crate::links::TagLink;
 use crate::mirror::tee::Opening;
-use crate::mirror::{Mirror, Target};
+use crate::mirror::{CacheResult, Mirror, Target};
 use crate::names::Reference;
 use crate::registry::{Ctx, Result};
 use crate::storage::{Storage, StorageError};
@@ -76,6 +76,14 @@ impl Answer {
     }
 }
 
+/// Say what the cache did, for the adapter's metrics.
+fn tagged(r: Result<Response<Body>>, what: CacheResult) -> Result<Response<Body>> {
+    r.map(|mut resp| {
+        resp.extensions_mut().insert(what);
+        resp
+    })
+}
+
 fn manifest_unknown() -> RegistryError {
     RegistryError::new(Code::ManifestUnknown, "manifest unknown to registry")
 }
@@ -115,10 +123,13 @@ impl<S: Storage> Ctx<'_, S> {
         let r: Reference = r.parse().map_err(|_| manifest_unknown())?;
         let tag = match &r {
             Reference::Digest(d) => {
+                let mut what = CacheResult::Hit;
                 if !self.has_manifest(t, d).await? {
                     self.fetch_manifest(t, d, None).await?;
+                    what = CacheResult::Miss;
                 }
-                return self.manifest_get(local, &d.to_string(), head, req).await;
+                let resp = self.manifest_get(local, &d.to_string(), head, req).await;
+                return tagged(resp, what);
             }
             Reference::Tag(tag) => tag,
         };
@@ -131,7 +142,8 @@ impl<S: Storage> Ctx<'_, S> {
         if let Some(link) = &cached
             && now < link.at.saturating_add(self.mirror().config.ttl)
         {
-            return self.manifest_get(local, tag.as_str(), head, req).await;
+            let resp = self.manifest_get(local, tag.as_str(), head, req).await;
+            return tagged(resp, CacheResult::Hit);
         }
         // Revalidate: a HEAD, and the manifest itself only when its digest is new here.
         let answer = self
@@ -145,7 +157,7 @@ impl<S: Storage> Ctx<'_, S> {
                 resp.headers_mut()
                     .insert(header::WARNING, HeaderValue::from_static(STALE));
                 drop(other);
-                return Ok(resp);
+                return tagged(Ok(resp), CacheResult::Stale);
             }
             other => return Err(other.into_error(manifest_unknown)),
         };
@@ -154,9 +166,11 @@ impl<S: Storage> Ctx<'_, S> {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
+        let mut what = CacheResult::Miss;
         match said {
             Some(d) if self.has_manifest(t, &d).await? => {
                 self.set_tag(&t.local, tag, &d, now).await?;
+                what = CacheResult::Revalidated;
             }
             Some(d) => self.fetch_manifest(t, &d, Some(tag)).await?,
             None => {
@@ -172,7 +186,8 @@ impl<S: Storage> Ctx<'_, S> {
                 self.store_manifest(t, &d, bytes, kind, Some(tag)).await?;
             }
         }
-        self.manifest_get(local, tag.as_str(), head, req).await
+        let resp = self.manifest_get(local, tag.as_str(), head, req).await;
+        tagged(resp, what)
     }
 
     async fn has_manifest(&self, t: &Target, d: &Digest) -> Result<bool> {
@@ -287,7 +302,8 @@ impl<S: Storage> Ctx<'_, S> {
             Err(e) => return Err(store_err(e)),
         };
         if stored && self.has_blob(&t.local, &d).await? {
-            return self.blob_get(local, &d.to_string(), head, req).await;
+            let resp = self.blob_get(local, &d.to_string(), head, req).await;
+            return tagged(resp, CacheResult::Hit);
         }
         let mirror = self.mirror();
         if head || stored {
@@ -300,7 +316,8 @@ impl<S: Storage> Ctx<'_, S> {
             if stored {
                 let size = self.store.blob_head(&d).await.map_err(store_err)?.size;
                 self.link_blob(&t.local, &d, size).await?;
-                return self.blob_get(local, &d.to_string(), head, req).await;
+                let resp = self.blob_get(local, &d.to_string(), head, req).await;
+                return tagged(resp, CacheResult::Revalidated);
             }
             let mut reply = blob_reply(&d, None);
             if let Some(n) = resp.headers().get(header::CONTENT_LENGTH) {
@@ -316,13 +333,15 @@ impl<S: Storage> Ctx<'_, S> {
                     .with_status(StatusCode::BAD_GATEWAY)
             })?;
             if let Some(reader) = tee.reader(true) {
-                return Ok(blob_reply(&d, size).body(Body::stream(reader)));
+                let resp = Ok(blob_reply(&d, size).body(Body::stream(reader)));
+                return tagged(resp, CacheResult::Miss);
             }
             // Too late to share its bytes: wait for them in the store.
             tee.stored().await.map_err(|e| {
                 RegistryError::new(Code::Unavailable, e).with_status(StatusCode::BAD_GATEWAY)
             })?;
-            return self.blob_get(local, &d.to_string(), head, req).await;
+            let resp = self.blob_get(local, &d.to_string(), head, req).await;
+            return tagged(resp, CacheResult::Miss);
         }
         let opening = Opening(&tee);
         let store_reader = tee.reader(false).expect("a new tee takes readers");
@@ -345,7 +364,10 @@ impl<S: Storage> Ctx<'_, S> {
         ));
         tee.open(resp.into_body().into_stream(), size);
         drop(opening);
-        Ok(blob_reply(&d, size).body(Body::stream(client)))
+        tagged(
+            Ok(blob_reply(&d, size).body(Body::stream(client))),
+            CacheResult::Miss,
+        )
     }
 
     /// GET `/v2/<name>/referrers/<digest>` of a mirrored repository: the upstream's list when

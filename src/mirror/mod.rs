@@ -27,6 +27,31 @@ use crate::names::RepoName;
 use crate::storage::{PutMode, Storage};
 use crate::{MaybeSend, MaybeSync};
 
+/// What the cache did for a read of a mirrored repository: attached to the response's
+/// extensions, for the adapter's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served from the cache without asking the upstream.
+    Hit,
+    /// The upstream confirmed the cached tag (a HEAD); served from the cache.
+    Revalidated,
+    /// Fetched from the upstream (or shared from a fetch in progress).
+    Miss,
+    /// The upstream could not be asked; served from the cache anyway.
+    Stale,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Revalidated => "revalidated",
+            CacheResult::Miss => "miss",
+            CacheResult::Stale => "stale",
+        }
+    }
+}
+
 /// Carries a request to an upstream registry: the adapter's side of the mirror.
 pub trait Upstream: MaybeSend + MaybeSync + 'static {
     /// Send `req` (a path under `/v2/`, method, `Accept`) to the upstream named `ns`, with

@@ -628,3 +628,36 @@ async fn the_cache_keeps_to_its_size_by_dropping_the_least_recently_used() {
             .expect(200);
     }
 }
+
+/// Each read says what the cache did (a response extension the homes count in metrics).
+#[tokio::test]
+async fn reads_say_what_the_cache_did() {
+    use berth::mirror::CacheResult::{self, *};
+    let (a, _b, m) = setup();
+    let (_, bytes) = a.reg.push_image("app", "v1", "one").await;
+    let layer = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let what = |uri: String| {
+        let m = &m;
+        async move {
+            let resp = m
+                .reg
+                .handle(Request::get(uri).body(Body::Empty).unwrap())
+                .await;
+            let r = resp.extensions().get::<CacheResult>().copied();
+            resp.into_body().collect(1 << 30).await.unwrap();
+            r
+        }
+    };
+    assert_eq!(what("/v2/app/manifests/v1".into()).await, Some(Miss));
+    assert_eq!(what("/v2/app/manifests/v1".into()).await, Some(Hit));
+    assert_eq!(what(format!("/v2/app/blobs/{layer}")).await, Some(Miss));
+    assert_eq!(what(format!("/v2/app/blobs/{layer}")).await, Some(Hit));
+    m.env.advance(TTL + 1);
+    assert_eq!(what("/v2/app/manifests/v1".into()).await, Some(Revalidated));
+    m.env.advance(TTL + 1);
+    a.set(Mode::Down);
+    assert_eq!(what("/v2/app/manifests/v1".into()).await, Some(Stale));
+}
