@@ -108,6 +108,15 @@ pub fn registry<S: berth::Storage>(
             auth.service(),
             auth.token_path()
         );
+        if !auth.realm_configured() && !settings.listen.ip().is_loopback() {
+            tracing::warn!(
+                "the access policy names no realm: each 401 tells the client to fetch its token \
+                 from the Host the request named, which a shared cache in front could hand to \
+                 others; set realm = \"https://YOUR-HOST{}\" in {}",
+                auth.token_path(),
+                path.display()
+            );
+        }
         registry = registry.with_auth(Arc::new(auth));
     }
     if let Some(path) = &settings.gc_policy {

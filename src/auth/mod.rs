@@ -240,6 +240,12 @@ impl Auth {
         })
     }
 
+    /// Whether the policy names the token endpoint's URL (`realm`); without it, challenges
+    /// build it from each request's `Host`.
+    pub fn realm_configured(&self) -> bool {
+        self.realm.is_some()
+    }
+
     pub fn token_path(&self) -> &str {
         &self.token_path
     }

@@ -454,6 +454,43 @@ async fn exposed_listener_warns_once() {
         .filter(|l| l.contains("without an access policy"))
         .count();
     assert_eq!((tls, auth), (1, 1), "{lines:#?}");
+
+    // With a policy but no realm, exposed: said once; with a realm, not at all.
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/auth-e2e.key");
+    for (realm, warned) in [("", 1), ("realm = \"https://r.example/token\"\n", 0)] {
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(
+            &policy,
+            format!("default = \"anonymous-pull\"\nsigning_key_file = \"{key}\"\n{realm}"),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["serve", "--listen", "0.0.0.0:0", "--root", "data", "--auth"])
+            .arg(&policy)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut lines = Vec::new();
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            let done = line.contains("listening on http://");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let n = lines
+            .iter()
+            .filter(|l| l.contains("names no realm"))
+            .count();
+        assert_eq!(n, warned, "{lines:#?}");
+    }
 }
 
 /// A webhook receiver: every request's content type and JSON body, in order.
