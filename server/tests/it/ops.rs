@@ -425,12 +425,12 @@ async fn request_ids_and_json_logs() {
     stop(child);
 }
 
-#[tokio::test]
-async fn exposed_listener_warns_once() {
-    let dir = tempfile::tempdir().unwrap();
+/// `berth serve ARGS` in `dir`: its log lines up to "listening on", then it is stopped.
+fn start_up_lines(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> Vec<String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--root", "data"])
-        .current_dir(dir.path())
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -448,11 +448,19 @@ async fn exposed_listener_warns_once() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let tls = lines.iter().filter(|l| l.contains("without TLS")).count();
-    let auth = lines
-        .iter()
-        .filter(|l| l.contains("without an access policy"))
-        .count();
+    lines
+}
+
+#[tokio::test]
+async fn exposed_listener_warns_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exposed = ["--listen", "0.0.0.0:0", "--root", "data"].map(std::ffi::OsStr::new);
+    let lines = start_up_lines(dir.path(), &exposed);
+    let count = |lines: &[String], what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    let (tls, auth) = (
+        count(&lines, "without TLS"),
+        count(&lines, "without an access policy"),
+    );
     assert_eq!((tls, auth), (1, 1), "{lines:#?}");
 
     // With a policy but no realm, exposed: said once; with a realm, not at all.
@@ -464,32 +472,10 @@ async fn exposed_listener_warns_once() {
             format!("default = \"anonymous-pull\"\nsigning_key_file = \"{key}\"\n{realm}"),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["serve", "--listen", "0.0.0.0:0", "--root", "data", "--auth"])
-            .arg(&policy)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut lines = Vec::new();
-        for line in stderr.lines() {
-            let line = line.unwrap();
-            let done = line.contains("listening on http://");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        let n = lines
-            .iter()
-            .filter(|l| l.contains("names no realm"))
-            .count();
-        assert_eq!(n, warned, "{lines:#?}");
+        let mut args = exposed.to_vec();
+        args.extend([std::ffi::OsStr::new("--auth"), policy.as_os_str()]);
+        let lines = start_up_lines(dir.path(), &args);
+        assert_eq!(count(&lines, "names no realm"), warned, "{lines:#?}");
     }
 }
 
