@@ -296,25 +296,25 @@ impl<S: Storage> Ctx<'_, S> {
     ) -> Result<Response<Body>> {
         let local = t.local.as_str();
         let d = digest(d)?;
+        // The bytes' size, if the store holds them (for any repository).
         let stored = match self.store.blob_head(&d).await {
-            Ok(_) => true,
-            Err(StorageError::NotFound) => false,
+            Ok(info) => Some(info.size),
+            Err(StorageError::NotFound) => None,
             Err(e) => return Err(store_err(e)),
         };
-        if stored && self.has_blob(&t.local, &d).await? {
+        if stored.is_some() && self.has_blob(&t.local, &d).await? {
             let resp = self.blob_get(local, &d.to_string(), head, req).await;
             return tagged(resp, CacheResult::Hit);
         }
         let mirror = self.mirror();
-        if head || stored {
+        if head || stored.is_some() {
             // A HEAD fetches nothing; bytes another repository holds need only the upstream's
             // word that this repository has them too.
             let answer = self.ask(t, Method::HEAD, format!("blobs/{d}"), None).await;
             let Answer::Ok(resp) = answer else {
                 return Err(answer.into_error(blob_unknown));
             };
-            if stored {
-                let size = self.store.blob_head(&d).await.map_err(store_err)?.size;
+            if let Some(size) = stored {
                 self.link_blob(&t.local, &d, size).await?;
                 let resp = self.blob_get(local, &d.to_string(), head, req).await;
                 return tagged(resp, CacheResult::Revalidated);
