@@ -6,6 +6,8 @@
 //! repos/<name>/_manifests/<alg>/<hex>              manifest link (JSON ManifestLink)
 //! repos/<name>/_blobs/<alg>/<hex>                  blob link (empty value)
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>:<hex>  subject -> referrer descriptor (JSON)
+//! repos/<name>/_uploads/<id>                       an open upload of the repository (empty
+//!                                                  value), to count them
 //! uploads/<id>                                     upload session (JSON)
 //! gc/pins/<alg>/<hex>                              when a writer last relied on the blob (secs)
 //! gc/dying/<alg>/<hex>                             a garbage collection pass is deleting it
@@ -72,6 +74,14 @@ pub fn referrer(name: &RepoName, subject: &Digest, referrer: &Digest) -> String 
 
 pub fn upload(id: &str) -> String {
     format!("uploads/{id}")
+}
+
+pub fn open_uploads(name: &RepoName) -> String {
+    format!("repos/{name}/_uploads/")
+}
+
+pub fn open_upload(name: &RepoName, id: &str) -> String {
+    format!("repos/{name}/_uploads/{id}")
 }
 
 pub fn pin(d: &Digest) -> String {

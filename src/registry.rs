@@ -49,6 +49,9 @@ pub struct Config {
     pub max_page_size: usize,
     /// The largest blob accepted, in bytes (413 SIZE_INVALID past it); `None`: no limit.
     pub max_blob_size: Option<u64>,
+    /// Upload sessions one repository may hold open (429 TOOMANYREQUESTS past it); `None`: no
+    /// limit. Concurrent POSTs may pass it by their number: a bound, not an exact count.
+    pub max_uploads: Option<usize>,
     /// Seconds garbage collection leaves unreferenced content alone (GC.md); every instance
     /// sharing a store must agree on it, whether or not it runs passes itself.
     pub gc_grace: u64,
@@ -64,6 +67,7 @@ impl Default for Config {
             chunk_min_length: None,
             max_page_size: 10_000,
             max_blob_size: None,
+            max_uploads: Some(1000),
             gc_grace: 24 * 3600,
         }
     }

@@ -33,6 +33,10 @@ pub struct Session {
     /// Who started it (access control's principal), if anyone: only they may go on with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The last chunk was shorter than `OCI-Chunk-Min-Length`, which only the final chunk may
+    /// be: no more bytes may follow it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub short: bool,
 }
 
 impl Session {
@@ -45,6 +49,7 @@ impl Session {
             touched: now,
             store,
             owner: None,
+            short: false,
         }
     }
 
@@ -92,6 +97,13 @@ impl Session {
     /// The hasher that closes the upload with a digest of `algorithm`: the running one, or, if
     /// nothing was received and the client did not fix the algorithm, a fresh one of the
     /// digest's algorithm. `None` when the bytes were hashed with another algorithm.
+    /// Whether an upload whose bytes were hashed with another algorithm may still close with a
+    /// digest of `algorithm`, by hashing the stored bytes again: only if the client did not choose
+    /// the algorithm (clients SHOULD send `?digest-algorithm=`, and not all do).
+    pub fn may_rehash(&self, algorithm: Algorithm) -> bool {
+        !self.algorithm_fixed && self.hasher().is_some_and(|h| h.algorithm() != algorithm)
+    }
+
     pub fn closing_hasher(&self, algorithm: Algorithm) -> Option<Hasher> {
         let running = self.hasher()?;
         if running.algorithm() == algorithm {
@@ -158,14 +170,18 @@ mod tests {
             ..fresh.clone()
         };
         assert!(started.closing_hasher(Algorithm::Sha512).is_none());
+        assert!(started.may_rehash(Algorithm::Sha512));
+        assert!(!started.may_rehash(Algorithm::Sha256));
         let fixed = Session::new("a", Algorithm::Sha512, true, 0, String::new());
         assert!(fixed.closing_hasher(Algorithm::Sha256).is_none());
         assert!(fixed.closing_hasher(Algorithm::Sha512).is_some());
+        assert!(!fixed.may_rehash(Algorithm::Sha256));
         let corrupt = Session {
             hash: "garbage".into(),
             ..fresh
         };
         assert!(corrupt.closing_hasher(Algorithm::Sha256).is_none());
+        assert!(!corrupt.may_rehash(Algorithm::Sha512));
     }
 
     #[test]

@@ -323,6 +323,11 @@ pub struct LimitArgs {
     /// closed) [default: 1024]
     #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// Upload sessions one repository may hold open; past it, a new one gets 429
+    /// TOOMANYREQUESTS (0: no limit) [default: 1000]
+    #[arg(long, env = "BERTH_MAX_UPLOADS", value_name = "N")]
+    pub max_uploads: Option<usize>,
 }
 
 /// Everything `berth serve` needs, resolved.
@@ -346,6 +351,8 @@ pub struct Settings {
     pub max_header_size: usize,
     pub stall_timeout: Duration,
     pub max_connections: usize,
+    /// `None`: no limit.
+    pub max_uploads: Option<usize>,
     pub gc_grace: u64,
     /// `None`: no passes.
     pub gc_interval: Option<Duration>,
@@ -380,6 +387,7 @@ struct FileConfig {
     max_header_size: Option<Amount>,
     stall_timeout: Option<Amount>,
     max_connections: Option<usize>,
+    max_uploads: Option<usize>,
     gc_grace: Option<Amount>,
     gc_interval: Option<Amount>,
     gc_policy: Option<PathBuf>,
@@ -633,6 +641,10 @@ impl Settings {
                 Some(0) => return Err(Error::setting("max-connections", "at least 1")),
                 n => n.unwrap_or(1024),
             },
+            max_uploads: match limits.max_uploads.or(file.max_uploads) {
+                Some(0) => None,
+                n => Some(n.unwrap_or(1000)),
+            },
             gc_grace,
             gc_interval: (gc_interval > 0).then(|| Duration::from_secs(gc_interval)),
             gc_policy: gc.gc_policy.or(file.gc_policy.map(|p| base.join(p))),
@@ -798,6 +810,12 @@ mod tests {
         assert_eq!(s.header_timeout, Duration::from_secs(5));
         assert_eq!(s.max_header_size, 8 << 10);
         assert!(Settings::resolve(args(&["--stall-timeout=0"])).is_err());
+        assert_eq!(s.max_uploads, Some(1000));
+        let s = Settings::resolve(args(&["--max-uploads=5"])).unwrap();
+        assert_eq!(s.max_uploads, Some(5));
+        let s = Settings::resolve(args(&["--max-uploads=0"])).unwrap();
+        assert_eq!(s.max_uploads, None, "0 is no limit");
+        assert!(Cli::try_parse_from(["berth", "serve", "--max-uploads=-1"]).is_err());
     }
 
     #[test]

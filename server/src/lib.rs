@@ -95,6 +95,7 @@ pub fn registry<S: berth::Storage>(
         deletes: !settings.no_deletes,
         max_manifest_size: settings.max_manifest_size,
         max_blob_size: settings.max_blob_size,
+        max_uploads: settings.max_uploads,
         upload_expiry: settings.upload_expiry,
         gc_grace: settings.gc_grace,
         ..Config::default()

@@ -18,7 +18,7 @@ use crate::query::Query;
 use crate::range;
 use crate::registry::{Claim, Ctx, Result};
 use crate::session::{ChunkError, Session, chunk_length, valid_id};
-use crate::storage::{PutMode, Storage, StorageError, Version};
+use crate::storage::{ListOptions, PutMode, Storage, StorageError, Version};
 
 fn created(name: &RepoName, d: &Digest) -> Response<Body> {
     Reply::new(StatusCode::CREATED)
@@ -80,7 +80,18 @@ impl<S: Storage> Ctx<'_, S> {
             ),
             None => (Algorithm::Sha256, false),
         };
+        self.make_room(&name).await?;
         let id = self.env.new_id();
+        if self.config.max_uploads.is_some() {
+            self.store
+                .meta_put(
+                    &keys::open_upload(&name, &id),
+                    Bytes::new(),
+                    PutMode::Create,
+                )
+                .await
+                .map_err(store_err)?;
+        }
         let state = self.store.upload_start(&id).await.map_err(store_err)?;
         let mut session = Session::new(name.as_str(), algorithm, fixed, self.env.now(), state);
         session.owner = self.principal.clone();
@@ -90,6 +101,71 @@ impl<S: Storage> Ctx<'_, S> {
             reply = reply.header("oci-chunk-min-length", min.to_string());
         }
         Ok(reply.empty())
+    }
+
+    /// Refuse a new upload while the repository holds `max_uploads` open ones. Only then are they
+    /// looked at: expired ones go, and so do entries whose session is gone (a crash between the
+    /// writes, or one finishing now).
+    async fn make_room(&self, name: &RepoName) -> Result<()> {
+        let Some(max) = self.config.max_uploads else {
+            return Ok(());
+        };
+        let prefix = keys::open_uploads(name);
+        let options = ListOptions {
+            after: None,
+            limit: Some(max),
+        };
+        let ids = self
+            .store
+            .meta_list(&prefix, options)
+            .await
+            .map_err(store_err)?;
+        if ids.len() < max {
+            return Ok(());
+        }
+        let now = self.env.now();
+        let mut open = 0;
+        for id in ids {
+            if self.live_session(&id, now).await.map_err(store_err)? {
+                open += 1;
+            } else {
+                self.purge_one(&id, now).await.map_err(store_err)?;
+                self.forget_open(name, &id).await.map_err(store_err)?;
+            }
+        }
+        if open >= max {
+            return Err(RegistryError::new(
+                Code::TooManyRequests,
+                format!("{name} has {open} uploads open, the most allowed: finish or cancel one"),
+            )
+            .with_status(StatusCode::TOO_MANY_REQUESTS));
+        }
+        Ok(())
+    }
+
+    /// Drop upload `id`'s entry among `name`'s open uploads.
+    async fn forget_open(&self, name: &RepoName, id: &str) -> Result<(), StorageError> {
+        match self
+            .store
+            .meta_delete(&keys::open_upload(name, id), None)
+            .await
+        {
+            Ok(()) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delete upload `id`'s session document and its entry among the repository's open
+    /// uploads, in that order (a leftover entry is what `make_room` knows how to drop).
+    async fn forget_session(&self, id: &str, session: &Session) -> Result<(), StorageError> {
+        match self.store.meta_delete(&keys::upload(id), None).await {
+            Ok(()) | Err(StorageError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        match session.name.parse::<RepoName>() {
+            Ok(name) => self.forget_open(&name, id).await,
+            Err(_) => Ok(()),
+        }
     }
 
     /// Refuse, before reading a byte, a blob that would end past the size limit.
@@ -196,10 +272,7 @@ impl<S: Storage> Ctx<'_, S> {
             .upload_abort(id, &session.store)
             .await
             .map_err(store_err)?;
-        match self.store.meta_delete(&keys::upload(id), None).await {
-            Ok(()) | Err(StorageError::NotFound) => Ok(()),
-            Err(e) => Err(store_err(e)),
-        }
+        self.forget_session(id, session).await.map_err(store_err)
     }
 
     /// Check a chunk's `Content-Range` and `Content-Length` against the session; the number of
@@ -253,6 +326,15 @@ impl<S: Storage> Ctx<'_, S> {
         if len == Some(0) || matches!(body, Body::Empty) {
             return Ok(());
         }
+        if session.short {
+            return Err(RegistryError::new(
+                Code::BlobUploadInvalid,
+                format!(
+                    "the previous chunk was shorter than OCI-Chunk-Min-Length ({}), which only the last chunk may be",
+                    self.config.chunk_min_length.unwrap_or(0)
+                ),
+            ));
+        }
         self.check_size(len.map(|n| session.offset + n))?;
         // What this chunk may add before the blob passes the limit.
         let room = self
@@ -277,6 +359,10 @@ impl<S: Storage> Ctx<'_, S> {
         session.hash = hasher
             .ok_or_else(|| RegistryError::internal("hash state lost"))?
             .save();
+        session.short = self
+            .config
+            .chunk_min_length
+            .is_some_and(|min| new_len - session.offset < min);
         session.offset = new_len;
         session.touched = self.env.now();
         Ok(())
@@ -352,13 +438,24 @@ impl<S: Storage> Ctx<'_, S> {
                 RegistryError::new(Code::DigestInvalid, "the closing PUT needs ?digest=")
             })
             .and_then(digest)?;
-        let hasher = session.closing_hasher(d.algorithm()).ok_or_else(|| {
-            RegistryError::new(
-                Code::DigestInvalid,
-                format!("this upload is hashed with another algorithm; start it with ?digest-algorithm={}", d.algorithm()),
-            )
-        })?;
-        session.hash = hasher.save();
+        // `rehash`: the bytes so far were hashed with another algorithm, which the client did not
+        // choose; they are hashed again with the digest's once all are stored.
+        let rehash = match session.closing_hasher(d.algorithm()) {
+            Some(hasher) => {
+                session.hash = hasher.save();
+                false
+            }
+            None if session.may_rehash(d.algorithm()) => true,
+            None => {
+                return Err(RegistryError::new(
+                    Code::DigestInvalid,
+                    format!(
+                        "this upload is hashed with another algorithm; start it with ?digest-algorithm={}",
+                        d.algorithm()
+                    ),
+                ));
+            }
+        };
         let len = self.chunk_len(req, &name, id, &session)?;
         if session.offset == 0 && matches!(body, Body::Foreign(_)) {
             // The whole blob in the closing PUT: the store checks the digest by its own means, so
@@ -376,6 +473,9 @@ impl<S: Storage> Ctx<'_, S> {
             .hasher()
             .ok_or_else(|| RegistryError::internal("unreadable hash state"))?
             .finish();
+        if rehash {
+            return self.finish_rehashed(&name, id, &session, &actual, &d).await;
+        }
         if actual != d {
             self.drop_session(id, &session).await?;
             return Err(RegistryError::new(
@@ -400,11 +500,36 @@ impl<S: Storage> Ctx<'_, S> {
                 e => store_err(e),
             })?;
         self.link_blob(&name, &d, session.offset).await?;
-        match self.store.meta_delete(&keys::upload(id), None).await {
-            Ok(()) | Err(StorageError::NotFound) => {}
-            Err(e) => return Err(store_err(e)),
-        }
+        self.forget_session(id, &session).await.map_err(store_err)?;
         Ok(created(&name, &d))
+    }
+
+    /// Close an upload whose bytes hashed to `hashed` under the digest `d` of another algorithm:
+    /// store them as the blob `hashed` (verified, unlinked), then copy that through `d`'s check
+    /// as a monolithic push would. The closing PUT pays one more read and write of the blob, and
+    /// only uploads that named neither the algorithm nor a sha256 digest pay it. The unlinked
+    /// `hashed` blob is garbage collection's to take.
+    async fn finish_rehashed(
+        &self,
+        name: &RepoName,
+        id: &str,
+        session: &Session,
+        hashed: &Digest,
+        d: &Digest,
+    ) -> Result<Response<Body>> {
+        self.hold_for_upload(hashed).await?;
+        self.store
+            .upload_finish(id, &session.store, hashed, session.offset)
+            .await
+            .map_err(|e| match e {
+                StorageError::NotFound => unknown_upload(),
+                e => store_err(e),
+            })?;
+        self.forget_session(id, session).await.map_err(store_err)?;
+        let read = self.store.blob_get(hashed, None).await.map_err(store_err)?;
+        let body = Body::stream(read.body.into_stream());
+        self.put_blob(name, d, body, Some(read.size)).await?;
+        Ok(created(name, d))
     }
 
     /// end-14: DELETE `<location>` cancels the upload.
@@ -466,18 +591,15 @@ impl<S: Storage> Ctx<'_, S> {
         if self.live_session(&id, now).await? {
             return Ok(false);
         }
-        let state = match self.store.meta_get(&keys::upload(&id)).await {
+        let session = match self.store.meta_get(&keys::upload(&id)).await {
+            // An unreadable session still goes, bytes and all (its state is lost).
             Ok(s) => serde_json::from_slice::<Session>(&s.value)
-                .map(|s| s.store)
-                .unwrap_or_default(),
+                .unwrap_or_else(|_| Session::new("", Algorithm::Sha256, false, 0, String::new())),
             Err(StorageError::NotFound) => return Ok(false),
             Err(e) => return Err(e),
         };
-        self.store.upload_abort(&id, &state).await?;
-        match self.store.meta_delete(&keys::upload(&id), None).await {
-            Ok(()) | Err(StorageError::NotFound) => {}
-            Err(e) => return Err(e),
-        }
+        self.store.upload_abort(&id, &session.store).await?;
+        self.forget_session(&id, &session).await?;
         Ok(true)
     }
 }

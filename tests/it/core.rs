@@ -800,12 +800,79 @@ async fn digest_algorithm_sha512() {
     )
     .await
     .expect_error(400, "DIGEST_INVALID");
-    // A session hashed as sha256 cannot close with sha512 once bytes arrived...
+    // A session started without an algorithm hashes as sha256 while bytes arrive; a closing
+    // PUT naming sha512 is hashed again then, over the stored bytes (chunked, streamed, and
+    // with a last chunk in the PUT).
+    let d512 = Digest::of(berth::Algorithm::Sha512, b"abcdef");
     let loc = r.location("a").await;
-    r.send(Method::PATCH, &loc, &[], &b"abc"[..])
+    r.send(
+        Method::PATCH,
+        &loc,
+        &[("content-range", "0-2")],
+        &b"abc"[..],
+    )
+    .await
+    .expect(202);
+    r.send(Method::PATCH, &loc, &[("content-range", "3-4")], &b"de"[..])
         .await
         .expect(202);
-    let d512 = Digest::of(berth::Algorithm::Sha512, b"abc");
+    r.send(
+        Method::PUT,
+        &with_host(&loc, &format!("digest={d512}")),
+        &[("content-range", "5-5")],
+        &b"f"[..],
+    )
+    .await
+    .expect(201);
+    assert_eq!(
+        &r.get(&format!("/v2/a/blobs/{d512}")).await.body[..],
+        b"abcdef"
+    );
+    r.get(&loc).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    let streamed = r.location("b").await;
+    r.send(Method::PATCH, &streamed, &[], &b"abcdef"[..])
+        .await
+        .expect(202);
+    r.send(
+        Method::PUT,
+        &with_host(&streamed, &format!("digest={d512}")),
+        &[],
+        Body::Empty,
+    )
+    .await
+    .expect(201);
+    r.head(&format!("/v2/b/blobs/{d512}")).await.expect(200);
+    // The second hash is checked like the first: wrong bytes are refused, nothing is linked,
+    // and the upload is gone.
+    let wrong = Digest::of(berth::Algorithm::Sha512, b"other");
+    let loc = r.location("c").await;
+    r.send(Method::PATCH, &loc, &[], &b"abcdef"[..])
+        .await
+        .expect(202);
+    r.send(
+        Method::PUT,
+        &with_host(&loc, &format!("digest={wrong}")),
+        &[],
+        Body::Empty,
+    )
+    .await
+    .expect_error(400, "DIGEST_INVALID");
+    r.head(&format!("/v2/c/blobs/{wrong}")).await.expect(404);
+    r.head(&format!("/v2/c/blobs/{d512}")).await.expect(404);
+    r.get(&loc).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    // A client that chose sha256 keeps it.
+    let post = r
+        .send(
+            Method::POST,
+            "/v2/a/blobs/uploads/?digest-algorithm=sha256",
+            &[],
+            Body::Empty,
+        )
+        .await;
+    let loc = post.header("location").unwrap().to_owned();
+    r.send(Method::PATCH, &loc, &[], &b"abcdef"[..])
+        .await
+        .expect(202);
     r.send(
         Method::PUT,
         &with_host(&loc, &format!("digest={d512}")),
@@ -814,7 +881,8 @@ async fn digest_algorithm_sha512() {
     )
     .await
     .expect_error(400, "DIGEST_INVALID");
-    // ...but an empty one may, with the whole blob in the PUT.
+    // An empty session may close with sha512, the whole blob in the PUT.
+    let d512 = Digest::of(berth::Algorithm::Sha512, b"abc");
     let loc = r.location("a").await;
     r.send(
         Method::PUT,
@@ -889,6 +957,60 @@ async fn sessions_expire_and_are_purged() {
 }
 
 #[tokio::test]
+async fn open_uploads_per_repository_are_capped() {
+    let r = Reg::with(Config {
+        max_uploads: Some(2),
+        upload_expiry: 60,
+        ..Config::default()
+    });
+    let post = async |name: &str| {
+        r.send(
+            Method::POST,
+            &format!("/v2/{name}/blobs/uploads/"),
+            &[],
+            Body::Empty,
+        )
+        .await
+    };
+    let first = r.location("a").await;
+    let second = r.location("a").await;
+    post("a").await.expect_error(429, "TOOMANYREQUESTS");
+    // Each repository has its own count, a nested name too.
+    r.location("a/b").await;
+    r.location("b").await;
+    // Monolithic pushes and mounts open no session, so the cap does not stop them.
+    let d = r.push_blob("a", b"one go").await;
+    r.send(
+        Method::POST,
+        &format!("/v2/a/blobs/uploads/?mount={d}&from=a"),
+        &[],
+        Body::Empty,
+    )
+    .await
+    .expect(201);
+    // A finished upload frees its place...
+    let d = Digest::sha256(b"chunked");
+    r.send(
+        Method::PUT,
+        &with_host(&first, &format!("digest={d}")),
+        &[],
+        &b"chunked"[..],
+    )
+    .await
+    .expect(201);
+    let third = r.location("a").await;
+    post("a").await.expect_error(429, "TOOMANYREQUESTS");
+    // ...and so does a cancelled one...
+    r.delete(&second).await.expect(204);
+    r.location("a").await;
+    post("a").await.expect_error(429, "TOOMANYREQUESTS");
+    // ...and an expired one, without waiting for the purge.
+    r.env.advance(61);
+    r.location("a").await;
+    r.get(&third).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+}
+
+#[tokio::test]
 async fn chunk_min_length_is_advertised() {
     let r = Reg::with(Config {
         chunk_min_length: Some(5 << 20),
@@ -898,6 +1020,62 @@ async fn chunk_min_length_is_advertised() {
         .send(Method::POST, "/v2/a/blobs/uploads/", &[], Body::Empty)
         .await;
     assert_eq!(post.header("oci-chunk-min-length"), Some("5242880"));
+}
+
+#[tokio::test]
+async fn only_the_last_chunk_may_be_short() {
+    let r = Reg::with(Config {
+        chunk_min_length: Some(4),
+        ..Config::default()
+    });
+    let loc = r.location("a").await;
+    let patch = async |range: &str, body: &'static [u8]| {
+        r.send(Method::PATCH, &loc, &[("content-range", range)], body)
+            .await
+    };
+    patch("0-4", b"01234").await.expect(202);
+    // Shorter than the minimum: accepted, as the last chunk.
+    patch("5-6", b"56").await.expect(202);
+    // So nothing may follow it, in a PATCH or in the closing PUT.
+    patch("7-9", b"789")
+        .await
+        .expect_error(400, "BLOB_UPLOAD_INVALID");
+    let d = Digest::of(berth::Algorithm::Sha256, b"0123456789");
+    r.send(
+        Method::PUT,
+        &with_host(&loc, &format!("digest={d}")),
+        &[("content-range", "7-9")],
+        &b"789"[..],
+    )
+    .await
+    .expect_error(400, "BLOB_UPLOAD_INVALID");
+    // The refusals read nothing: the upload is where it was, and closes as it stands.
+    let status = r.get(&loc).await;
+    status.expect(204);
+    assert_eq!(status.header("range"), Some("0-6"));
+    let d = Digest::of(berth::Algorithm::Sha256, b"0123456");
+    r.send(
+        Method::PUT,
+        &with_host(&loc, &format!("digest={d}")),
+        &[],
+        Body::Empty,
+    )
+    .await
+    .expect(201);
+    // A blob smaller than the minimum is one short chunk, and fine.
+    let loc = r.location("a").await;
+    r.send(Method::PATCH, &loc, &[], &b"ab"[..])
+        .await
+        .expect(202);
+    let d = Digest::of(berth::Algorithm::Sha256, b"ab");
+    r.send(
+        Method::PUT,
+        &with_host(&loc, &format!("digest={d}")),
+        &[],
+        Body::Empty,
+    )
+    .await
+    .expect(201);
 }
 
 // ---------------------------------------------------------------- end-11

@@ -123,6 +123,8 @@ impl Settings {
             gc_grace: secs(env, "BERTH_GC_GRACE", defaults.gc_grace).max(berth::gc::MIN_GRACE),
             // 0 or unset: no limit.
             max_blob_size: Some(size(env, "BERTH_MAX_BLOB_SIZE", 0)).filter(|n| *n > 0),
+            // 0: no limit.
+            max_uploads: Some(size(env, "BERTH_MAX_UPLOADS", 1000) as usize).filter(|n| *n > 0),
         };
         Settings {
             config,
