@@ -175,9 +175,9 @@ async fn fetch(
     response(resp)
 }
 
-/// The cron trigger: a garbage collection pass, a few steps per invocation within
-/// `BERTH_GC_BUDGET` storage calls and 20 seconds, resumed at the next; with
-/// `BERTH_GC_INTERVAL = 0`, only expired upload sessions are dropped.
+/// The cron trigger: expired upload sessions are dropped, then a garbage collection pass
+/// (unless `BERTH_GC_INTERVAL = 0`) takes a few steps within `BERTH_GC_BUDGET` storage calls and
+/// 20 seconds, resumed at the next.
 #[event(scheduled)]
 async fn scheduled(
     _event: worker::ScheduledEvent,
@@ -194,11 +194,12 @@ async fn maintain(env: &worker::Env) -> Result<(), String> {
     let bucket = env.bucket(BUCKET).map_err(|e| e.to_string())?;
     let store = Counted::new(R2Store::new(bucket, settings.part_size));
     let registry = configure(store, &settings).map_err(|e| e.to_string())?;
+    // Every run, not only when a pass is due: an upload expires whatever the GC interval.
+    registry
+        .purge_uploads()
+        .await
+        .map_err(|e| format!("purging uploads: {e}"))?;
     if settings.gc_interval == 0 {
-        registry
-            .purge_uploads()
-            .await
-            .map_err(|e| format!("purging uploads: {e}"))?;
         return Ok(());
     }
     let start = js_sys::Date::now();

@@ -44,8 +44,9 @@ test(`a ${BIG / MiB} MiB chunked upload with uneven chunks completes and reads b
   const { loc: first, headers } = await startUpload(name);
   const min = Number(headers.get("oci-chunk-min-length"));
   assert.ok(min >= 5 * MiB, `OCI-Chunk-Min-Length advertised (${min})`);
-  // Uneven on purpose: smaller and larger than a part, a single byte, off by a few bytes.
-  const sizes = [7 * MiB, 13 * MiB, 1, 5 * MiB + 3, 20 * MiB, MiB - 1, 16 * MiB, 31 * MiB + 7];
+  // Uneven on purpose: off a part's boundary by a byte or a few, a part and a half, two
+  // parts. Only the last chunk may be shorter than the advertised minimum.
+  const sizes = [min + 3, 2 * min - 1, min, min + 5 * MiB + 7, 2 * min, min + 1];
   let loc = first, offset = 0, i = 0, chunks = 0;
   const t0 = Date.now();
   while (offset < data.length) {
@@ -140,9 +141,11 @@ test("a digest mismatch leaves no blob behind", async () => {
 
 test("a chunk cut short leaves the upload as it was; the retry completes it", async () => {
   const name = repo("cut");
-  const data = randomBytes(24 * MiB);
-  const { loc } = await startUpload(name);
-  let next = await patch(loc, data.subarray(0, 9 * MiB), 0);
+  const { loc, headers } = await startUpload(name);
+  // The first chunk at least the advertised minimum, so that more may follow it.
+  const first = Number(headers.get("oci-chunk-min-length")) + MiB;
+  const data = randomBytes(first + 15 * MiB);
+  let next = await patch(loc, data.subarray(0, first), 0);
   // Announce 15 MiB, send 8 and hang up.
   await new Promise((resolve) => {
     const r = http.request(url(next), {
@@ -150,19 +153,19 @@ test("a chunk cut short leaves the upload as it was; the retry completes it", as
       headers: {
         "content-type": "application/octet-stream",
         "content-length": String(15 * MiB),
-        "content-range": `${9 * MiB}-${24 * MiB - 1}`,
+        "content-range": `${first}-${first + 15 * MiB - 1}`,
       },
     });
     r.on("error", () => resolve());
     r.on("response", (res) => { res.resume(); res.on("end", resolve); });
-    r.write(data.subarray(9 * MiB, 17 * MiB), () => setTimeout(() => { r.destroy(); resolve(); }, 300));
+    r.write(data.subarray(first, first + 8 * MiB), () => setTimeout(() => { r.destroy(); resolve(); }, 300));
   });
   // Give the Worker a moment to notice.
   await new Promise((r) => setTimeout(r, 500));
   const status = await req("GET", next, { expect: 204 });
-  assert.equal(status.headers.get("range"), `0-${9 * MiB - 1}`);
+  assert.equal(status.headers.get("range"), `0-${first - 1}`);
   // The rest as a stream of unknown length (chunked transfer encoding).
-  const rest = data.subarray(9 * MiB);
+  const rest = data.subarray(first);
   const res = await fetch(url(next), {
     method: "PATCH",
     duplex: "half",
@@ -183,14 +186,43 @@ test("a chunk cut short leaves the upload as it was; the retry completes it", as
   assert.deepEqual(await keys(`upload/${uploadId(next)}/`), [], "no pending objects left");
 });
 
-test("the scheduled purge of expired uploads runs", async () => {
+// tests/worker.sh serves this Worker with BERTH_UPLOAD_EXPIRY = BERTH_TEST_UPLOAD_EXPIRY.
+const EXPIRY = Number(process.env.BERTH_TEST_UPLOAD_EXPIRY ?? 0);
+
+test("the scheduled purge drops an expired upload with its objects", { skip: !EXPIRY }, async () => {
   const name = repo("purge");
   const { loc } = await startUpload(name);
   await patch(loc, Buffer.from("still here"), 0);
-  const r = await req("GET", "/cdn-cgi/local/scheduled");
-  assert.equal(r.status, 200, r.body.toString());
-  // Not idle long enough to expire.
+  const id = uploadId(loc);
+  const left = async () => [
+    ...await keys(`upload/${id}/`),
+    ...await keys(`meta/uploads/${id}`),
+    ...await keys(`meta/repos/${name}/_uploads/${id}`),
+  ];
+  assert.ok((await left()).length >= 2, "a session and a pending chunk are stored");
+  const cron = () => req("GET", "/cdn-cgi/local/scheduled", { expect: 200 });
+  // Not idle long enough to expire: a run leaves it.
+  await cron();
   await req("GET", loc, { expect: 204 });
+  await new Promise((r) => setTimeout(r, (EXPIRY + 2) * 1000));
+  // A run may end before the garbage collection pass reaches the uploads: run it again.
+  for (let i = 0; i < 20 && (await left()).length; i++) await cron();
+  assert.deepEqual(await left(), [], "the session and its pending objects are gone");
+  await req("GET", loc, { expect: 404 });
+});
+
+test("only the last chunk may be shorter than OCI-Chunk-Min-Length", async () => {
+  const name = repo("short");
+  const { loc } = await startUpload(name);
+  const next = await patch(loc, Buffer.from("short"), 0);
+  const r = await req("PATCH", next, {
+    body: Buffer.from("more"),
+    headers: { "content-type": "application/octet-stream", "content-range": "5-8" },
+  });
+  assert.equal(r.status, 400, r.body.toString());
+  assert.equal(JSON.parse(r.body).errors[0].code, "BLOB_UPLOAD_INVALID");
+  // The short chunk was the last: the upload closes with what it holds.
+  await req("PUT", withQuery(next, `digest=${sha256(Buffer.from("short"))}`), { expect: 201 });
 });
 
 test("chunks out of order are refused with 416", async () => {
