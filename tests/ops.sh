@@ -3,7 +3,9 @@
 # the cert file) made here with the openssl CLI; skopeo push and pull of an OCI image and an
 # index (--dest-cert-dir / --src-cert-dir, a fresh blob-info cache each time), curl over HTTP/2
 # and HTTP/1.1 by ALPN; a certificate replaced on disk served to the next connection while an
-# open connection keeps working; a half-written certificate ignored; SIGHUP.
+# open connection keeps working; a half-written certificate ignored; SIGHUP. podman push and
+# pull over TLS (--cert-dir); events delivered to an https webhook trusted through
+# SSL_CERT_FILE.
 #
 # Usage: tests/ops.sh   (BERTH_BIN=PATH to use a built binary; else cargo build --bin berth)
 # Prints `ok - ...` / `not ok - ...` per check and ends with `N passed, N failed`.
@@ -18,10 +20,12 @@ fi
 
 WORK=$(mktemp -d /tmp/ops-berth.XXXXXX)
 PID=
+HOOK_PID=
 cleanup() {
     if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
         kill -TERM "$PID"; wait "$PID" 2>/dev/null
     fi
+    [ -n "$HOOK_PID" ] && kill "$HOOK_PID" 2>/dev/null
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -51,13 +55,39 @@ leaf() { # NAME: NAME.key, NAME.pem (leaf then intermediate), NAME.serial
     cat "$1.leaf" inter.pem > "$1.pem"
     openssl x509 -in "$1.leaf" -noout -serial | cut -d= -f2 > "$1.serial"
 }
-leaf one; leaf two
+leaf one; leaf two; leaf hook
 mkdir certs && cp root.pem certs/ca.crt
 cp one.pem server.pem && cp one.key server.key
 
+# --- an https webhook receiver: each event it gets, one JSON line in events.jsonl ----------
+cat > hook.py <<'PY'
+import http.server, json, ssl, sys
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        with open("events.jsonl", "a") as f:
+            for e in body if isinstance(body, list) else [body]:
+                f.write(json.dumps(e) + "\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain("hook.pem", "hook.key")
+server.socket = tls.wrap_socket(server.socket, server_side=True)
+open("hook.port", "w").write(str(server.server_address[1]))
+server.serve_forever()
+PY
+python3 hook.py 2> hook.log &
+HOOK_PID=$!
+for _ in $(seq 100); do [ -s hook.port ] && break; sleep 0.05; done
+
 # --- the server -------------------------------------------------------------------------
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BERTH_BIN" serve --listen "127.0.0.1:$PORT" --root data --tls-cert server.pem --tls-key server.key \
+# SSL_CERT_FILE: the test CA is the only one berth trusts for its webhooks.
+SSL_CERT_FILE="$WORK/root.pem" "$BERTH_BIN" serve --listen "127.0.0.1:$PORT" --root data \
+    --tls-cert server.pem --tls-key server.key --notify "https://localhost:$(cat hook.port)/events" \
     --log-level info 2> berth.log &
 PID=$!
 for _ in $(seq 200); do grep -q "listening on https://" berth.log && break; sleep 0.05; done
@@ -88,6 +118,55 @@ for tag in multi multiarch; do
 done
 check "skopeo refuses the server without the CA" bash -c \
     "! _CONTAINERS_ROOTLESS_UID=65534 XDG_DATA_HOME=$WORK/nocache timeout 60 skopeo inspect docker://$HOST/ops/app:multi"
+
+# --- events over https --------------------------------------------------------------------
+# pushed DIGEST TAG: the receiver has a manifest.pushed event for ops/app with both.
+pushed() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+digest, tag = sys.argv[1:]
+for line in open("events.jsonl"):
+    e = json.loads(line)
+    d = e["data"]
+    if (e["type"] == "io.berth.manifest.pushed" and d["repository"] == "ops/app"
+            and d["digest"] == digest and tag in d["tags"]):
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+for _ in $(seq 100); do pushed "$(expected multi)" multi 2>/dev/null && break; sleep 0.1; done
+check "an https webhook gets the push of multi with its digest and tag" pushed "$(expected multi)" multi
+check "... and of multiarch" pushed "$(expected multiarch)" multiarch
+
+# --- podman push and pull over TLS ---------------------------------------------------------
+# As root, with its own storage (a short --runroot: podman refuses long ones) and an empty
+# blob-info cache bind-mounted over the system one in a private mount namespace.
+PM=$(mktemp -d /tmp/pm.XXXXXX)
+mkdir -p /var/lib/containers/cache
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' > policy.json
+pm() {
+    local cache; cache=$(mktemp -d "$WORK/cache.XXXXXX")
+    timeout 180 unshare --mount sh -c 'mount --bind "$0" /var/lib/containers/cache && exec "$@"' "$cache" \
+        podman --root "$PM/root" --runroot "$PM/run" --tmpdir "$PM/tmp" --storage-driver vfs \
+        --cgroup-manager=cgroupfs --events-backend=file "$@"
+}
+if pm pull -q --signature-policy policy.json oci:images/layout:multi > podman.id 2> podman.log; then
+    check "podman push over TLS (--cert-dir)" pm push --cert-dir certs --signature-policy policy.json \
+        --digestfile podman.digest "$(cat podman.id)" "docker://$HOST/ops/podman:v1"
+    remote=$(curl -sS --cacert root.pem -o /dev/null -D - \
+        -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+        "https://$HOST/v2/ops/podman/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+    check "... the registry holds the manifest podman pushed" test "$remote" = "$(cat podman.digest)"
+    pm rmi -f "$(cat podman.id)" >/dev/null 2>&1
+    check "podman pull over TLS (--cert-dir)" pm pull -q --cert-dir certs --signature-policy policy.json \
+        "docker://$HOST/ops/podman:v1"
+    refuses() { ! pm pull -q --signature-policy policy.json "docker://$HOST/ops/podman:v1"; }
+    check "podman refuses the server without the CA" refuses
+else
+    bad "podman loads the image from the layout"; sed 's/^/#   /' podman.log | tail -20
+fi
+pm rmi -af >/dev/null 2>&1
+rm -rf "$PM"
 
 # --- certificate replaced on disk -------------------------------------------------------
 # One connection opened with the first certificate stays usable after the switch; the next
