@@ -15,6 +15,16 @@ pub fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
+/// Chunks shorter than the advertised minimum one upload may have. Only the last should be,
+/// but a client resuming a broken chunk sends its rest, and that is short too: a few are
+/// allowed, and the bound keeps a client from growing a session (and an R2 upload's pending
+/// objects) a byte at a time.
+pub const SHORT_CHUNKS: u32 = 16;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     /// The repository the upload belongs to.
@@ -33,10 +43,9 @@ pub struct Session {
     /// Who started it (access control's principal), if anyone: only they may go on with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// The last chunk was shorter than `OCI-Chunk-Min-Length`, which only the final chunk may
-    /// be: no more bytes may follow it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub short: bool,
+    /// Chunks so far shorter than `OCI-Chunk-Min-Length` ([`SHORT_CHUNKS`] at most).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub short_chunks: u32,
 }
 
 impl Session {
@@ -49,7 +58,7 @@ impl Session {
             touched: now,
             store,
             owner: None,
-            short: false,
+            short_chunks: 0,
         }
     }
 

@@ -233,10 +233,7 @@ fi
 
 # Real clients against the Worker as deployed.
 if section e2e; then
-    # oras pushes its 2.5 MiB chunked artifact in 1 MiB chunks and does not read
-    # OCI-Chunk-Min-Length, which the Worker enforces: advertise 1 MiB here.
-    serve build "$WORK/wrangler-e2e.log" --persist-to "$WORK/r2-e2e" --var BERTH_OPEN:true \
-        --var BERTH_CHUNK_MIN_LENGTH:1048576
+    serve build "$WORK/wrangler-e2e.log" --persist-to "$WORK/r2-e2e" --var BERTH_OPEN:true
     echo "# tests/e2e/suites.sh 127.0.0.1:$PORT (real clients, then berth's own)"
     bash "$ROOT/tests/e2e/suites.sh" "127.0.0.1:$PORT" | tee "$WORK/clients.out" | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
     tally suites.sh "$WORK/clients.out" "$WORK/wrangler-e2e.log"

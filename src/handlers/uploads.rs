@@ -17,7 +17,7 @@ use crate::names::RepoName;
 use crate::query::Query;
 use crate::range;
 use crate::registry::{Claim, Ctx, Result};
-use crate::session::{ChunkError, Session, chunk_length, valid_id};
+use crate::session::{ChunkError, SHORT_CHUNKS, Session, chunk_length, valid_id};
 use crate::storage::{ListOptions, PutMode, Storage, StorageError, Version};
 
 fn created(name: &RepoName, d: &Digest) -> Response<Body> {
@@ -326,11 +326,11 @@ impl<S: Storage> Ctx<'_, S> {
         if len == Some(0) || matches!(body, Body::Empty) {
             return Ok(());
         }
-        if session.short {
+        if session.short_chunks >= SHORT_CHUNKS {
             return Err(RegistryError::new(
                 Code::BlobUploadInvalid,
                 format!(
-                    "the previous chunk was shorter than OCI-Chunk-Min-Length ({}), which only the last chunk may be",
+                    "{SHORT_CHUNKS} chunks of this upload were shorter than OCI-Chunk-Min-Length ({}): send chunks at least that long",
                     self.config.chunk_min_length.unwrap_or(0)
                 ),
             ));
@@ -359,10 +359,13 @@ impl<S: Storage> Ctx<'_, S> {
         session.hash = hasher
             .ok_or_else(|| RegistryError::internal("hash state lost"))?
             .save();
-        session.short = self
+        if self
             .config
             .chunk_min_length
-            .is_some_and(|min| new_len - session.offset < min);
+            .is_some_and(|min| new_len - session.offset < min)
+        {
+            session.short_chunks += 1;
+        }
         session.offset = new_len;
         session.touched = self.env.now();
         Ok(())

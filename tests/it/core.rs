@@ -1023,54 +1023,67 @@ async fn chunk_min_length_is_advertised() {
 }
 
 #[tokio::test]
-async fn only_the_last_chunk_may_be_short() {
+async fn short_chunks_are_bounded() {
     let r = Reg::with(Config {
         chunk_min_length: Some(4),
         ..Config::default()
     });
     let loc = r.location("a").await;
-    let patch = async |range: &str, body: &'static [u8]| {
-        r.send(Method::PATCH, &loc, &[("content-range", range)], body)
-            .await
-    };
-    patch("0-4", b"01234").await.expect(202);
-    // Shorter than the minimum: accepted, as the last chunk.
-    patch("5-6", b"56").await.expect(202);
-    // So nothing may follow it, in a PATCH or in the closing PUT.
-    patch("7-9", b"789")
+    // Chunks of the minimum are never counted...
+    for at in [0, 4] {
+        let range = format!("{at}-{}", at + 3);
+        r.send(
+            Method::PATCH,
+            &loc,
+            &[("content-range", &range)],
+            &b"four"[..],
+        )
         .await
-        .expect_error(400, "BLOB_UPLOAD_INVALID");
-    let d = Digest::of(berth::Algorithm::Sha256, b"0123456789");
+        .expect(202);
+    }
+    // ...shorter ones are, up to the bound (a resumed chunk's rest is one; so is the last).
+    let mut bytes = b"fourfour".to_vec();
+    for _ in 0..berth::session::SHORT_CHUNKS {
+        let range = format!("{}-{}", bytes.len(), bytes.len() + 1);
+        r.send(
+            Method::PATCH,
+            &loc,
+            &[("content-range", &range)],
+            &b"ab"[..],
+        )
+        .await
+        .expect(202);
+        bytes.extend_from_slice(b"ab");
+    }
+    // Past it, more bytes are refused, in a PATCH or in the closing PUT, and nothing is read.
+    let range = format!("{}-{}", bytes.len(), bytes.len() + 3);
     r.send(
-        Method::PUT,
-        &with_host(&loc, &format!("digest={d}")),
-        &[("content-range", "7-9")],
-        &b"789"[..],
+        Method::PATCH,
+        &loc,
+        &[("content-range", &range)],
+        &b"more"[..],
     )
     .await
     .expect_error(400, "BLOB_UPLOAD_INVALID");
-    // The refusals read nothing: the upload is where it was, and closes as it stands.
-    let status = r.get(&loc).await;
-    status.expect(204);
-    assert_eq!(status.header("range"), Some("0-6"));
-    let d = Digest::of(berth::Algorithm::Sha256, b"0123456");
+    let whole = [&bytes[..], b"more"].concat();
     r.send(
         Method::PUT,
-        &with_host(&loc, &format!("digest={d}")),
-        &[],
-        Body::Empty,
+        &with_host(&loc, &format!("digest={}", Digest::sha256(&whole))),
+        &[("content-range", &range)],
+        &b"more"[..],
     )
     .await
-    .expect(201);
-    // A blob smaller than the minimum is one short chunk, and fine.
-    let loc = r.location("a").await;
-    r.send(Method::PATCH, &loc, &[], &b"ab"[..])
-        .await
-        .expect(202);
-    let d = Digest::of(berth::Algorithm::Sha256, b"ab");
+    .expect_error(400, "BLOB_UPLOAD_INVALID");
+    let status = r.get(&loc).await;
+    status.expect(204);
+    assert_eq!(
+        status.header("range"),
+        Some(format!("0-{}", bytes.len() - 1).as_str())
+    );
+    // The upload closes with what it holds.
     r.send(
         Method::PUT,
-        &with_host(&loc, &format!("digest={d}")),
+        &with_host(&loc, &format!("digest={}", Digest::sha256(&bytes))),
         &[],
         Body::Empty,
     )
