@@ -27,6 +27,10 @@ pub struct ManifestLink {
     /// the time): garbage collection's grace, and retention, read it.
     #[serde(default)]
     pub at: u64,
+    /// A client pushed it (not a mirror's copy of an upstream's): a mirror's cache limit never
+    /// evicts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pushed: bool,
 }
 
 /// A content descriptor, as far as berth needs it.

@@ -283,6 +283,7 @@ fn load(dir: &Path) -> io::Result<Index> {
             size,
             subject: subject.map(|s| s.digest),
             at: 0,
+            pushed: false,
         };
         let json = serde_json::to_vec(&link).map_err(io::Error::other)?;
         index.manifests.insert(digest, Bytes::from(json));

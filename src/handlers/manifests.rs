@@ -201,6 +201,7 @@ impl<S: Storage> Ctx<'_, S> {
             size,
             subject: m.subject.as_ref().map(|s| s.digest.clone()),
             at: now,
+            pushed: !self.pull_through,
         };
         let link = serde_json::to_vec(&link).map_err(RegistryError::internal)?;
         self.store

@@ -1,6 +1,9 @@
 //! Keeping a mirror's cache under its size limit: the manifests used least recently go, and
 //! garbage collection frees the blobs no remaining manifest references.
 //!
+//! Only copies of upstream content count: manifests clients pushed (with `--upstream-push`)
+//! stay whatever their age.
+//!
 //! "Used" is what the cache records without a write per pull: when a manifest was fetched,
 //! and for a tag, when it was last revalidated (a pull past the TTL rewrites the tag). A blob
 //! shared by several manifests counts once and goes only with the last of them.
@@ -90,6 +93,9 @@ impl<S: Storage> Ctx<'_, S> {
                 Err(StorageError::NotFound) => continue,
                 Err(e) => return Err(e),
             };
+            if link.pushed {
+                continue;
+            }
             let bytes = match self.store.blob_get(&d, None).await {
                 Ok(b) => b.body.collect(self.config.max_manifest_size).await.ok(),
                 Err(StorageError::NotFound) => None,

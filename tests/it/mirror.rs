@@ -570,7 +570,8 @@ async fn an_index_and_referrers_pull_through() {
 async fn the_cache_keeps_to_its_size_by_dropping_the_least_recently_used() {
     let a = Fake::new();
     let env = Arc::new(ManualEnv::at(1_700_000_000));
-    let mut config = MirrorConfig::new(&["http://a.test".into()], &[], TTL, false).unwrap();
+    // Pushes allowed: what clients push is not cache, however old, and never evicted.
+    let mut config = MirrorConfig::new(&["http://a.test".into()], &[], TTL, true).unwrap();
     let store = Arc::new(MemoryStore::with_clock(berth::testing::clock_of(&env)));
     let big = |seed: u8| vec![seed; 10_000];
     // Three images of ~10 kB each; room for two.
@@ -585,6 +586,18 @@ async fn the_cache_keeps_to_its_size_by_dropping_the_least_recently_used() {
     )
     .with_mirror(config, Upstreams(vec![("a.test".into(), a.clone())]));
     let m = Reg { reg, env };
+    let mine = m.push_blob("mine", &big(9)).await;
+    let cfg = m.push_blob("mine", b"{}").await;
+    let pushed = m
+        .put_manifest(
+            "mine",
+            "v1",
+            OCI_MANIFEST,
+            &image_manifest(&cfg, &[&mine], None, None),
+        )
+        .await;
+    pushed.expect(201);
+    let pushed = pushed.header("docker-content-digest").unwrap().to_owned();
     let mut images = Vec::new();
     for (i, tag) in ["old", "mid", "new"].iter().enumerate() {
         let cfg = a
@@ -620,6 +633,13 @@ async fn the_cache_keeps_to_its_size_by_dropping_the_least_recently_used() {
         store.blob_head(&images[1].1).await.is_err(),
         "mid's layer is freed"
     );
+    assert!(
+        store.blob_head(&mine).await.is_ok(),
+        "the pushed layer stays"
+    );
+    m.get(&format!("/v2/mine/manifests/{pushed}"))
+        .await
+        .expect(200);
     a.set(Mode::Down);
     for i in [0, 2] {
         assert!(store.blob_head(&images[i].1).await.is_ok());
