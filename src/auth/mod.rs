@@ -5,6 +5,7 @@
 //! Decisions come from the policy and the token alone, before any storage is read, so answers
 //! never depend on whether a repository exists.
 
+pub mod challenge;
 pub mod jwt;
 pub mod password;
 pub mod policy;
@@ -24,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Code, RegistryError};
 use crate::route::{self, Route};
+pub use challenge::Challenge;
 use jwt::{Claims, Key};
 use password::PasswordHash;
 pub use policy::PolicyError;

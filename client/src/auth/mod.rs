@@ -1,17 +1,16 @@
 //! Credentials and tokens: where a username and password come from (flags, environment,
-//! docker and podman auth files, credential helpers), the `WWW-Authenticate` challenge, and
-//! the Bearer token cache per host and scope. The token flow itself is the transport's.
+//! docker and podman auth files, credential helpers), the `WWW-Authenticate` challenge (read
+//! by the core's parser), and the Bearer token cache per host and scope. The token flow itself is the transport's.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-mod challenge;
 mod credential;
 mod files;
 mod keychain;
 mod tokens;
 
-pub use challenge::Challenge;
+pub use berth::auth::Challenge;
 pub use credential::{Credential, Secret};
 pub use keychain::Keychain;
 pub(crate) use tokens::{Scheme, TokenReply, Tokens};

@@ -1,4 +1,5 @@
-//! The `WWW-Authenticate` challenge.
+//! Reading a `WWW-Authenticate` challenge, as clients of a registry do: berth's own client and
+//! the mirror's upstream fetches in every home.
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +28,7 @@ impl Challenge {
             Some(Challenge::Basic)
         } else if scheme.eq_ignore_ascii_case("bearer") {
             Some(Challenge::Bearer {
-                realm: get("realm")?,
+                realm: get("realm").filter(|r| !r.is_empty())?,
                 service: get("service"),
                 scopes: params
                     .iter()
@@ -117,7 +118,16 @@ mod tests {
                 scopes: vec![]
             })
         );
+        let c = Challenge::parse(r#"bearer realm="r", scope="x y""#).unwrap();
+        assert!(
+            matches!(c, Challenge::Bearer { service: None, scopes, .. } if scopes == ["x", "y"])
+        );
         assert_eq!(Challenge::parse("Bearer service=x"), None, "no realm");
+        assert_eq!(
+            Challenge::parse(r#"Bearer realm="""#),
+            None,
+            "an empty realm"
+        );
         assert_eq!(Challenge::parse("Negotiate"), None);
     }
 }
