@@ -32,6 +32,9 @@ mod handlers;
 pub mod query;
 #[doc(hidden)]
 pub mod session;
+// Public only for the fuzz targets too: the policy files' TOML.
+#[doc(hidden)]
+pub mod toml_subset;
 
 pub use auth::Auth;
 pub use body::{Body, ByteStream, ForeignBody};

@@ -142,7 +142,7 @@ impl Auth {
     /// Parse a policy file without building anything (the native server reads
     /// `signing_key_file` from it first).
     pub fn parse(text: &str) -> Result<PolicyFile, PolicyError> {
-        toml::from_str(text).map_err(PolicyError::Syntax)
+        PolicyFile::parse(text).map_err(PolicyError::Syntax)
     }
 
     /// The policy in `text`, with `signing_key` (at least 32 bytes) for the built-in issuer.

@@ -17,10 +17,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use super::password::{HashError, PasswordHash};
 use super::scope::Actions;
+use crate::toml_subset::{self, Fields};
 
 /// Who is asking, as far as the policy is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,8 +71,7 @@ impl Who {
 }
 
 /// The file's shape; `Auth` reads the token settings from the same file.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct PolicyFile {
     pub default: Option<String>,
     pub service: Option<String>,
@@ -85,21 +83,15 @@ pub struct PolicyFile {
     pub challenge: Option<String>,
     /// Read by the native server only; the Worker takes its key from a secret.
     pub signing_key_file: Option<String>,
-    #[serde(default)]
     pub keys: Vec<KeyFile>,
-    #[serde(default)]
     users: BTreeMap<String, UserFile>,
-    #[serde(default)]
     groups: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
     rules: Vec<RuleFile>,
-    #[serde(default)]
     catalog: Vec<String>,
 }
 
 /// A key of an external issuer.
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct KeyFile {
     pub kid: String,
     pub alg: String,
@@ -107,29 +99,110 @@ pub struct KeyFile {
     pub public_key: String,
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct UserFile {
     password: String,
-    #[serde(default)]
     groups: Vec<String>,
-    #[serde(default)]
     read_only: bool,
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct RuleFile {
     repos: Vec<String>,
     who: Vec<String>,
     actions: Vec<String>,
 }
 
+impl PolicyFile {
+    /// The policy in `text`; any key it does not know is an error.
+    pub fn parse(text: &str) -> Result<PolicyFile, toml_subset::Error> {
+        let table = toml_subset::parse(text)?;
+        let mut f = Fields::root(&table);
+        let file = PolicyFile {
+            default: f.string("default")?,
+            service: f.string("service")?,
+            issuer: f.string("issuer")?,
+            realm: f.string("realm")?,
+            token_path: f.string("token_path")?,
+            token_ttl: f.count("token_ttl")?,
+            clock_skew: f.count("clock_skew")?,
+            challenge: f.string("challenge")?,
+            signing_key_file: f.string("signing_key_file")?,
+            keys: f
+                .tables("keys")?
+                .into_iter()
+                .map(KeyFile::read)
+                .collect::<Result<_, _>>()?,
+            users: match f.table("users")? {
+                None => BTreeMap::new(),
+                Some(users) => users
+                    .entries()
+                    .map(|(name, item, at)| {
+                        Ok((name.to_owned(), UserFile::read(Fields::of(item, at)?)?))
+                    })
+                    .collect::<Result<_, toml_subset::Error>>()?,
+            },
+            groups: match f.table("groups")? {
+                None => BTreeMap::new(),
+                Some(groups) => groups
+                    .entries()
+                    .map(|(name, item, at)| Ok((name.to_owned(), Fields::strings_of(item, &at)?)))
+                    .collect::<Result<_, toml_subset::Error>>()?,
+            },
+            rules: f
+                .tables("rules")?
+                .into_iter()
+                .map(RuleFile::read)
+                .collect::<Result<_, _>>()?,
+            catalog: f.strings("catalog")?.unwrap_or_default(),
+        };
+        f.finish()?;
+        Ok(file)
+    }
+}
+
+impl KeyFile {
+    fn read(mut f: Fields<'_>) -> Result<KeyFile, toml_subset::Error> {
+        let key = KeyFile {
+            kid: f.need_string("kid")?,
+            alg: f.need_string("alg")?,
+            issuer: f.need_string("issuer")?,
+            public_key: f.need_string("public_key")?,
+        };
+        f.finish()?;
+        Ok(key)
+    }
+}
+
+impl UserFile {
+    fn read(mut f: Fields<'_>) -> Result<UserFile, toml_subset::Error> {
+        let user = UserFile {
+            password: f.need_string("password")?,
+            groups: f.strings("groups")?.unwrap_or_default(),
+            read_only: f.boolean("read_only")?.unwrap_or(false),
+        };
+        f.finish()?;
+        Ok(user)
+    }
+}
+
+impl RuleFile {
+    fn read(mut f: Fields<'_>) -> Result<RuleFile, toml_subset::Error> {
+        let rule = RuleFile {
+            repos: f.need_strings("repos")?,
+            who: f.need_strings("who")?,
+            actions: f.need_strings("actions")?,
+        };
+        f.finish()?;
+        Ok(rule)
+    }
+}
+
 /// Why a policy file does not load: where in it, and what is wrong.
 #[derive(Debug)]
 pub enum PolicyError {
-    /// Not TOML, or not a policy's shape (unknown keys included).
-    Syntax(toml::de::Error),
+    /// Not TOML that berth reads, or not a policy's shape (unknown keys included).
+    Syntax(toml_subset::Error),
     /// The token signing key is shorter than `min` bytes.
     ShortKey { min: usize },
     /// A user's password hash cannot be read.
@@ -389,7 +462,7 @@ mod tests {
             "{extra}\n[users.alice]\npassword = \"{HASH}\"\ngroups = [\"dev\"]\n\
              [users.bob]\npassword = \"{HASH}\"\n[users.ci]\npassword = \"{HASH}\"\nread_only = true\n"
         );
-        let file: PolicyFile = toml::from_str(&text).map_err(PolicyError::Syntax)?;
+        let file = PolicyFile::parse(&text).map_err(PolicyError::Syntax)?;
         Policy::from_file(&file)
     }
 
@@ -453,7 +526,7 @@ mod tests {
         ] {
             assert!(policy(bad).is_err(), "{bad}");
         }
-        let file: PolicyFile = toml::from_str("[users.x]\npassword = \"plain text\"\n").unwrap();
+        let file = PolicyFile::parse("[users.x]\npassword = \"plain text\"\n").unwrap();
         assert!(Policy::from_file(&file).is_err());
     }
 }

@@ -19,20 +19,23 @@ fn denied(message: String) -> RegistryError {
     RegistryError::new(Code::Denied, message)
 }
 
-/// `1.5 GiB`, `300 KiB`, `12 B`.
+/// `1.5 GiB`, `300 KiB`, `12 B`: one decimal, rounded half to even as `{:.1}` would. In
+/// integers: float formatting with a precision is ~5 KB of the Worker's wasm.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
     let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
+    while unit + 1 < UNITS.len() && bytes >> (10 * unit) >= 1024 {
         unit += 1;
     }
     if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
+        return format!("{bytes} B");
     }
+    let (scaled, whole) = (u128::from(bytes) * 10, 1u128 << (10 * unit));
+    let (mut tenths, rest) = (scaled / whole, scaled % whole);
+    if 2 * rest > whole || (2 * rest == whole && tenths % 2 == 1) {
+        tenths += 1;
+    }
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 impl<S: Storage> Ctx<'_, S> {
@@ -177,5 +180,57 @@ impl<S: Storage> Ctx<'_, S> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+
+    /// What it printed with `f64` and `{:.1}`, which it must go on printing.
+    fn as_float(bytes: u64) -> String {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let (mut v, mut unit) = (bytes as f64, 0);
+        while v >= 1024.0 && unit + 1 < UNITS.len() {
+            v /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            format!("{bytes} B")
+        } else {
+            format!("{v:.1} {}", UNITS[unit])
+        }
+    }
+
+    #[test]
+    fn human_sizes_as_before() {
+        assert_eq!(human(12), "12 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(300 << 10), "300.0 KiB");
+        assert_eq!(human(3 << 40), "3.0 TiB");
+        assert_eq!(human(5000 << 40), "5000.0 TiB");
+        let mut cases: Vec<u64> = (0..5000).collect();
+        for unit in 1..5 {
+            let base = 1u64 << (10 * unit);
+            for k in [1, 2, 3, 10, 100, 1000, 1023, 1024] {
+                for d in [-3i64, -2, -1, 0, 1, 2, 3] {
+                    cases.push((k * base).saturating_add_signed(d * (base as i64 / 20)));
+                    cases.push((k * base).saturating_add_signed(d));
+                }
+                // Halfway between two tenths: ties go to the even tenth.
+                cases.push(k * base + base / 20);
+                cases.push(k * base + 3 * base / 20);
+            }
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(x >> (11 + x % 40));
+        }
+        for b in cases {
+            assert_eq!(human(b), as_float(b), "{b}");
+        }
     }
 }

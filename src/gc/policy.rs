@@ -20,10 +20,9 @@
 //! if some rule drops it and no rule keeps it; a tag is immutable if any rule says so; every
 //! quota that matches must hold.
 
-use serde::Deserialize;
-
 use crate::auth::policy::glob;
 use crate::names::{RepoName, Tag};
+use crate::toml_subset::{self, Fields, Value};
 
 #[derive(Debug, Default, Clone)]
 pub struct ContentPolicy {
@@ -86,53 +85,67 @@ impl std::fmt::Display for PolicyFileError {
 
 impl std::error::Error for PolicyFileError {}
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    gc: GcSection,
-    #[serde(default)]
-    repos: Vec<RuleFile>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct GcSection {
-    untagged: Option<Amount>,
-    #[serde(default)]
-    orphan_referrers: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleFile {
-    #[serde(rename = "match")]
-    repos: Vec<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    keep_newest: Option<usize>,
-    max_age: Option<Amount>,
-    untagged: Option<Amount>,
-    #[serde(default)]
-    immutable: Vec<String>,
-    quota: Option<Amount>,
-}
-
 /// A number, or text with a unit.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Amount {
-    Number(u64),
-    Text(String),
+enum Amount<'a> {
+    Number(i64),
+    Text(&'a str),
 }
 
-impl Amount {
+impl Amount<'_> {
+    /// The amount under `key`, if any.
+    fn of<'a>(f: &mut Fields<'a>, key: &str) -> Result<Option<Amount<'a>>, toml_subset::Error> {
+        let Some(item) = f.item(key) else {
+            return Ok(None);
+        };
+        match &item.value {
+            Value::Integer(n) => Ok(Some(Amount::Number(*n))),
+            Value::String(s) => Ok(Some(Amount::Text(s))),
+            other => Err(f.invalid(
+                key,
+                item,
+                &format!(
+                    "expected a number or text with a unit, found {}",
+                    other.kind()
+                ),
+            )),
+        }
+    }
+
     fn read(&self, what: &str, units: &[(&str, u64)]) -> Result<u64, PolicyFileError> {
         match self {
-            Amount::Number(n) => Ok(*n),
+            Amount::Number(n) => {
+                u64::try_from(*n).map_err(|_| PolicyFileError(format!("{what}: {n} is negative")))
+            }
             Amount::Text(t) => with_unit(t, units)
                 .ok_or_else(|| PolicyFileError(format!("{what}: cannot read {t:?}"))),
         }
+    }
+}
+
+/// One `[[repos]]` as written.
+struct RuleFile<'a> {
+    repos: Vec<String>,
+    tags: Vec<String>,
+    keep_newest: Option<usize>,
+    max_age: Option<Amount<'a>>,
+    untagged: Option<Amount<'a>>,
+    immutable: Vec<String>,
+    quota: Option<Amount<'a>>,
+}
+
+impl<'a> RuleFile<'a> {
+    fn read(mut f: Fields<'a>) -> Result<RuleFile<'a>, toml_subset::Error> {
+        let rule = RuleFile {
+            repos: f.need_strings("match")?,
+            tags: f.strings("tags")?.unwrap_or_default(),
+            keep_newest: f.count("keep_newest")?,
+            max_age: Amount::of(&mut f, "max_age")?,
+            untagged: Amount::of(&mut f, "untagged")?,
+            immutable: f.strings("immutable")?.unwrap_or_default(),
+            quota: Amount::of(&mut f, "quota")?,
+        };
+        f.finish()?;
+        Ok(rule)
     }
 }
 
@@ -164,15 +177,30 @@ pub fn with_unit(s: &str, units: &[(&str, u64)]) -> Option<u64> {
 
 impl ContentPolicy {
     pub fn parse(text: &str) -> Result<ContentPolicy, PolicyFileError> {
-        let file: File = toml::from_str(text).map_err(|e| PolicyFileError(e.to_string()))?;
-        let untagged = file
-            .gc
-            .untagged
-            .as_ref()
+        let syntax = |e: toml_subset::Error| PolicyFileError(e.to_string());
+        let table = toml_subset::parse(text).map_err(syntax)?;
+        let mut f = Fields::root(&table);
+        let (untagged, orphan_referrers) = match f.table("gc").map_err(syntax)? {
+            None => (None, false),
+            Some(mut gc) => {
+                let untagged = Amount::of(&mut gc, "untagged").map_err(syntax)?;
+                let orphans = gc.boolean("orphan_referrers").map_err(syntax)?;
+                gc.finish().map_err(syntax)?;
+                (untagged, orphans.unwrap_or(false))
+            }
+        };
+        let untagged = untagged
             .map(|a| a.read("[gc] untagged", TIME_UNITS))
             .transpose()?;
+        let repos = f.tables("repos").map_err(syntax)?;
+        let repos: Vec<RuleFile> = repos
+            .into_iter()
+            .map(RuleFile::read)
+            .collect::<Result<_, _>>()
+            .map_err(syntax)?;
+        f.finish().map_err(syntax)?;
         let mut rules = Vec::new();
-        for (i, r) in file.repos.into_iter().enumerate() {
+        for (i, r) in repos.into_iter().enumerate() {
             let at = format!("[[repos]] {}", i + 1);
             if r.repos.is_empty() {
                 return Err(PolicyFileError(format!(
@@ -204,7 +232,7 @@ impl ContentPolicy {
         }
         Ok(ContentPolicy {
             untagged,
-            orphan_referrers: file.gc.orphan_referrers,
+            orphan_referrers,
             rules,
         })
     }
