@@ -7,7 +7,8 @@
 #   bench/run.sh --quick    256 MiB blob, 1 repetition, 3 s load runs (~2 min)
 #
 # Options: --reps N, --duration SECONDS, --blob-mb MB, --image-mb MB, --out FILE,
-#          --keep (keep the work dir: logs, raw results).
+#          --keep (keep the work dir: logs, raw results),
+#          --only LIST (some of: uploads,first,pulls,skopeo,small; comma-separated).
 # Needs: a Rust toolchain, curl, openssl, python3, docker-registry, nginx, wrk, hey, skopeo
 # (tests/setup.sh installs them all).
 #
@@ -19,6 +20,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 REPS=3 DUR=10 BLOB_MB=1024 IMAGE_MB=200 OUT="$ROOT/BENCHMARKS.md" KEEP=0 MODE=full
+ONLY=uploads,first,pulls,skopeo,small
 while (($#)); do
     case $1 in
     --quick) REPS=1 DUR=3 BLOB_MB=256 IMAGE_MB=50 MODE=quick ;;
@@ -28,13 +30,15 @@ while (($#)); do
     --image-mb) IMAGE_MB=$2; shift ;;
     --out) OUT=$2; shift ;;
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    --only) ONLY=$2; shift ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 CONNS=32
 CHUNK_MB=16
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 for tool in curl openssl python3 docker-registry nginx wrk hey skopeo cargo; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (run tests/setup.sh)" >&2; exit 2; }
@@ -288,6 +292,7 @@ for who in berth dist; do
 done
 
 for ((rep = 1; rep <= REPS; rep++)); do
+    want uploads || want pulls || break
     log "uploads, repetition $rep/$REPS"
     for who in $(order "$rep" berth dist limit); do
         case $who in
@@ -308,13 +313,48 @@ for ((rep = 1; rep <= REPS; rep++)); do
     done
 done
 
-# ------------------------------------------------------------------------------ pulls
+# ------------------------------------------------------------------------------ first pull
 pull_null() {
     local t0
     t0=$(now)
     "${CURL[@]}" -o /dev/null "$1"
     since "$t0"
 }
+# What a user sees pulling a blob just pushed: a fresh blob each repetition (same size, new
+# bytes, so no registry holds it yet), pushed with POST + PUT (a push_mono sample too), then one
+# GET at once. nginx gets the same bytes written into its root (cp, then fsync) just before
+# its GET.
+pull_first_of() {
+    local file=$1 digest=$2 rep=$3 who=$4
+    case $who in
+    limit)
+        cp "$file" "$WORK/www/fresh-$rep"
+        sync "$WORK/www/fresh-$rep"
+        measure pull_first limit "$rep" "$BLOB_GB" pull_null "http://127.0.0.1:$NGINX_PORT/fresh-$rep"
+        rm -f "$WORK/www/fresh-$rep"
+        ;;
+    *)
+        local base
+        base=$(url_of "$who")
+        measure push_mono "$who" "$rep" "$BLOB_GB" push_mono "$base" "bench/first-$rep" "$file" "$digest"
+        measure pull_first "$who" "$rep" "$BLOB_GB" pull_null "$base/v2/bench/first-$rep/blobs/$digest"
+        ;;
+    esac
+}
+for ((rep = 1; rep <= REPS; rep++)); do
+    want first || break
+    log "first pull after a push, repetition $rep/$REPS"
+    FRESH=$WORK/fresh
+    cp "$BLOB" "$FRESH"
+    head -c 4096 /dev/urandom | dd of="$FRESH" conv=notrunc status=none
+    FRESH_DIGEST=sha256:$(openssl dgst -sha256 -r "$FRESH" | cut -d' ' -f1)
+    for who in $(order "$rep" berth dist limit); do
+        pull_first_of "$FRESH" "$FRESH_DIGEST" "$rep" "$who"
+    done
+    rm -f "$FRESH"
+done
+
+# ------------------------------------------------------------------------------ pulls
 pull_sha() {
     local t0 got
     t0=$(now)
@@ -329,6 +369,7 @@ blob_url() {
     esac
 }
 for ((rep = 1; rep <= REPS; rep++)); do
+    want pulls || break
     log "pulls, repetition $rep/$REPS"
     for who in $(order "$rep" berth dist limit); do
         measure pull_null "$who" "$rep" "$BLOB_GB" pull_null "$(blob_url "$who")"
@@ -370,6 +411,7 @@ skopeo_pull() {
     rm -rf "$out"
 }
 for ((rep = 1; rep <= REPS; rep++)); do
+    want skopeo || break
     log "skopeo, repetition $rep/$REPS"
     for who in $(order "$rep" berth dist); do
         measure skopeo_push "$who" "$rep" "$IMAGE_GB" skopeo_push "$(url_of "$who")" "bench/img-$rep:v1"
@@ -382,6 +424,8 @@ done
 # ------------------------------------------------------------------------------ small requests
 ACCEPT="Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
 for who in berth dist; do
+    want small || break
+    want skopeo || { echo "bench: small needs skopeo (its image)" >&2; exit 2; }
     base=$(url_of "$who")
     push_mono "$base" bench/small "$SMALL" "$SMALL_DIGEST" >/dev/null
     # Every URL answers 200 before the load starts.
@@ -408,6 +452,7 @@ load() {
     log "  $test $who: $rps req/s, p50 $p50 ms, p99 $p99 ms, $errors errors"
 }
 for ((rep = 1; rep <= REPS; rep++)); do
+    want small || break
     log "small requests at $CONNS connections for ${DUR}s each, repetition $rep/$REPS"
     for who in $(order "$rep" berth dist); do
         base=$(url_of "$who")

@@ -13,7 +13,6 @@
 pub mod auth;
 mod cache;
 pub mod config;
-mod direct;
 pub mod env;
 mod error;
 pub mod events;

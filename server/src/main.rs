@@ -86,10 +86,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Threads for blocking file work (tokio's default is 512). Most of them would wait on fsync:
+/// past a few dozen the disk gains nothing, and each thread costs memory (a stack, a malloc
+/// arena). Work beyond them queues.
+const BLOCKING_THREADS: usize = 32;
+
 /// Run `work` on a multi-threaded runtime: the one place the binary builds one.
 fn run_async<T>(work: impl Future<Output = T>) -> Result<T, ExitCode> {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(r) => Ok(r.block_on(work)),
