@@ -252,6 +252,162 @@ def report(results, meta_path, analysis_path):
     print("\n".join(out))
 
 
+# S3 mode (bench/run.sh --s3): the limit is the bucket itself; targets are the issue's.
+S3_ROWS = [
+    ("push_mono", "Push 1 GiB blob: POST, then PUT with the body", "gbps", ("push_mono", "limit"), ("dist", 3)),
+    ("push_single", "Push 1 GiB blob: single POST with `?digest=`", "gbps", ("push_mono", "limit"), None),
+    ("push_chunked", "Push 1 GiB blob: POST, 16 MiB PATCHes, PUT", "gbps", ("push_mono", "limit"), ("dist", 3)),
+    ("pull_null", "Pull 1 GiB blob: GET to /dev/null", "gbps", ("pull_null", "limit"), None),
+    ("pull_sha", "Pull 1 GiB blob: GET piped through `openssl dgst -sha256`", "gbps", ("pull_sha", "limit"), None),
+    ("skopeo_push", "skopeo push, 5-layer image (fresh blob-info cache)", "gbps", None, None),
+    ("skopeo_pull", "skopeo pull, 5-layer image (fresh blob-info cache)", "gbps", None, None),
+    ("manifest_get_tag", "Manifest GET by tag", "rps", None, ("dist", 20)),
+    ("manifest_get_digest", "Manifest GET by digest", "rps", None, ("dist", 20)),
+    ("manifest_head_tag", "Manifest HEAD by tag (hey)", "rps", None, None),
+    ("manifest_head_digest", "Manifest HEAD by digest (hey)", "rps", None, None),
+    ("blob_get_2k", "2 kB blob GET", "rps", None, None),
+    ("rss_push", "Peak RSS during the 1 GiB pushes (VmHWM)", "rss", None, None),
+    ("rss_pull", "Peak RSS during the 1 GiB pulls (VmHWM)", "rss", None, None),
+    ("cpu_push", "CPU seconds per GB pushed (POST + PUT)", "cpu", None, None),
+    ("cpu_pull", "CPU seconds per GB pulled (GET to /dev/null)", "cpu", None, None),
+]
+
+
+def report_s3(results, meta_path):
+    data = load(results)
+    meta = dict(line.rstrip("\n").split("=", 1) for line in open(meta_path) if "=" in line)
+
+    def med(test, who, metric):
+        return median(data.get((test, who, metric), []))
+
+    def samples(test, who, metric):
+        return data.get((test, who, metric), [])
+
+    def value(key, who, kind):
+        if key in ("rss_push", "rss_pull"):
+            tests = ("push_mono", "push_single", "push_chunked") if key == "rss_push" else ("pull_null", "pull_sha")
+            xs = [x for t in tests for x in samples(t, who, "rss_kib")]
+            return max(xs) / 1024 if xs else None
+        if key in ("cpu_push", "cpu_pull"):
+            return med("push_mono" if key == "cpu_push" else "pull_null", who, "cpu_s_per_gb")
+        return med(key, who, "gbps" if kind == "gbps" else "rps")
+
+    def cell(key, kind, who):
+        v = value(key, who, kind)
+        if v is None:
+            if samples(key, who, "unsupported"):
+                return "not supported"
+            if samples(key, who, "fail"):
+                return "failed"
+            return "—"
+        if kind == "gbps":
+            return f"{v:.3f} GB/s"
+        if kind == "rps":
+            p50, p99 = med(key, who, "p50_ms"), med(key, who, "p99_ms")
+            errors = sum(samples(key, who, "errors"))
+            s = f"{fmt_num(v)}/s (p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)})"
+            return s + (f", {errors:.0f} errors" if errors else "")
+        if kind == "rss":
+            return f"{v:.1f} MiB"
+        return f"{v:.2f} s"
+
+    out = ["## On S3 storage: berth beside Distribution on one SeaweedFS\n"]
+    out.append(
+        "Written by `bench/run.sh --s3`. Both registries on one SeaweedFS (`weed mini`, one "
+        "process: master, volume, filer and S3 gateway) on 127.0.0.1, each in its own bucket; "
+        "Distribution with its S3 driver (`regionendpoint`, `forcepathstyle: true`, 16 MiB "
+        "chunks, `redirect: disable: true`), berth with `--storage s3://`. The limit column is "
+        "the bucket itself: one SigV4-signed curl PUT, and GETs, of the same 1 GiB object. "
+        "SeaweedFS shares the 2 cores with the registry it serves, so every figure here is "
+        "also SeaweedFS's cost. Medians of the repetitions, contenders alternating; GB = 10^9 "
+        "bytes.\n"
+    )
+    out.append(
+        f"Run: {meta.get('date', '?')}, {meta.get('reps')} repetitions, load runs of "
+        f"{meta.get('duration')} s at {meta.get('conns')} connections, blob "
+        f"{int(meta.get('blob_bytes', 0)) / 2**20:.0f} MiB, image {int(meta.get('image_bytes', 0)) / 1e6:.0f} MB. "
+        f"Machine: {meta.get('cpu')}, load average at the end {meta.get('load')}. berth "
+        f"{meta.get('berth')}; {meta.get('distribution')}; SeaweedFS {meta.get('seaweedfs', '?')}.\n"
+    )
+    out.append("| | berth | Distribution 2.8 | berth / Distribution | bucket limit | berth / limit | target | |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    misses = []
+    for key, label, kind, limit_key, target in S3_ROWS:
+        b, d = value(key, "berth", kind), value(key, "dist", kind)
+        ratio = f"{b / d:.2f}×" if b and d else "—"
+        limit = med(*limit_key, "gbps") if limit_key else None
+        limit_cell = f"{fmt_num(limit)} GB/s" if limit else "—"
+        frac = f"{b / limit:.0%}" if limit and b else "—"
+        target_cell, verdict = "—", ""
+        if target and b is not None and d:
+            target_cell = f"≥ {target[1]}× Distribution"
+            ok = b >= target[1] * d
+            verdict = "met" if ok else "**missed**"
+            if not ok:
+                misses.append(label)
+        out.append(
+            f"| {label} | {cell(key, kind, 'berth')} | {cell(key, kind, 'dist')} | {ratio} | "
+            f"{limit_cell} | {frac} | {target_cell} | {verdict} |"
+        )
+    for key, label in (("pull_null", "GET to /dev/null"), ("pull_sha", "GET through `openssl dgst -sha256`")):
+        r = med(key, "redir", "gbps")
+        if r is None:
+            continue
+        limit = med(key, "limit", "gbps")
+        rss = max(samples(key, "redir", "rss_kib") or [0]) / 1024
+        cpu = med(key, "redir", "cpu_s_per_gb")
+        out.append(
+            f"| Pull 1 GiB blob, berth `--redirect` (curl -L, bytes from the bucket): {label} | "
+            f"{r:.3f} GB/s (berth's peak RSS {rss:.1f} MiB, CPU {cpu:.2f} s/GB) | — | — | "
+            f"{fmt_num(limit)} GB/s | {r / limit:.0%} | — | |" if limit else
+            f"| Pull 1 GiB blob, berth `--redirect`: {label} | {r:.3f} GB/s | — | — | — | — | — | |"
+        )
+    out.append("")
+    if misses:
+        out.append("Targets missed in this run: " + "; ".join(misses) + ".\n")
+    else:
+        out.append("Every target was met in this run.\n")
+    rows = []
+    for who, name in (("berth", "berth"), ("dist", "Distribution 2.8 (referrers and tags pagination checks off, as in tests/e2e/distribution.sh)")):
+        cells = []
+        for storage in ("fs", "s3"):
+            p, f = med(f"suites_{storage}", who, "passed"), med(f"suites_{storage}", who, "failed")
+            cells.append("—" if p is None else f"{p:.0f} passed, {f:.0f} failed")
+        if any(c != "—" for c in cells):
+            rows.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    if rows:
+        out.append("The end-to-end client checks (`tests/e2e/suites.sh`: skopeo, podman, oras, curl, "
+                   "berth's client), against each registry on a fresh filesystem root and on S3:\n")
+        out.append("| | filesystem | S3 (SeaweedFS) |")
+        out.append("|---|---|---|")
+        out.extend(rows)
+        out.append("")
+    out.append("<details><summary>Every sample</summary>\n")
+    out.append("| test | who | metric | samples |")
+    out.append("|---|---|---|---|")
+    for (test, who, metric), xs in sorted(data.items()):
+        if metric in ("gbps", "rps", "rss_kib", "cpu_s_per_gb", "p99_ms", "passed", "failed"):
+            out.append(f"| {test} | {who} | {metric} | {', '.join(f'{x:.4g}' for x in xs)} |")
+    out.append("\n</details>")
+    print("\n".join(out))
+
+
+def splice(out_path, section_path):
+    """Replace the S3 section between its markers in OUT (or append it)."""
+    begin, end = "<!-- s3 begin: bench/run.sh --s3 writes this section -->", "<!-- s3 end -->"
+    new = open(section_path).read().rstrip("\n")
+    try:
+        text = open(out_path).read()
+    except FileNotFoundError:
+        text = ""
+    section = f"{begin}\n{new}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    open(out_path, "w").write(text)
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "parse-wrk":
@@ -260,6 +416,10 @@ def main():
         parse_hey(sys.argv[2])
     elif cmd == "report":
         report(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "report-s3":
+        report_s3(sys.argv[2], sys.argv[3])
+    elif cmd == "splice":
+        splice(sys.argv[2], sys.argv[3])
     else:
         sys.exit(f"unknown command {cmd}")
 

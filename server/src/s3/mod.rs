@@ -25,6 +25,9 @@
 //! (nothing sorts between `.` and `/`). Blob keys are fixed-length hex in two directories and
 //! sort alike either way.
 //!
+//! With redirects on (`--redirect`), a blob GET is answered with a presigned URL of the object
+//! holding its bytes, and the client fetches them from the bucket; HEAD is still answered here.
+//!
 //! A blob is never collected in memory: at most one part (the part size, 16 MiB by default) is
 //! in flight per upload or put. Every request goes to the bucket: only digest-addressed facts
 //! could be cached, and none are.
@@ -37,6 +40,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
+use object_store::signer::Signer;
 use object_store::{
     Attribute, Attributes, ClientOptions, GetOptions, GetRange, GetResult, ObjectStore, PutOptions,
     PutPayload, RetryConfig, UpdateVersion,
@@ -73,6 +77,9 @@ pub struct S3Store {
     part_size: u64,
     /// For messages: `s3://bucket/prefix`.
     url: String,
+    /// How long the presigned URLs blob GETs are redirected to stay valid; `None`: no
+    /// redirects.
+    redirect: Option<Duration>,
 }
 
 /// Where a blob's bytes are: its own object, or the one its pointer names.
@@ -176,6 +183,7 @@ impl S3Store {
             prefix,
             part_size: part_size.max(MIN_PART_SIZE),
             url,
+            redirect: None,
         }
     }
 
@@ -352,6 +360,24 @@ fn body_of(result: GetResult, len: u64) -> Body {
 }
 
 impl Storage for S3Store {
+    /// A presigned GET of the object holding the bytes (a pointer's target, not the pointer),
+    /// when redirects are on. The client's `Range` goes to the bucket with it.
+    async fn blob_location(&self, digest: &Digest) -> Result<Option<String>> {
+        let Some(expires) = self.redirect else {
+            return Ok(None);
+        };
+        let at = self.locate(digest).await?;
+        if at.size == 0 {
+            return Ok(None); // nothing to fetch: not worth a second trip
+        }
+        let url = self
+            .s3
+            .signed_url(http::Method::GET, &self.path(&at.key), expires)
+            .await
+            .map_err(|e| s3_err("presign", &at.key, e))?;
+        Ok(Some(url.into()))
+    }
+
     async fn blob_head(&self, digest: &Digest) -> Result<BlobInfo> {
         let at = self.locate(digest).await?;
         Ok(BlobInfo {

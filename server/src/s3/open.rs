@@ -2,6 +2,7 @@
 //! bucket, refused credentials and an unreachable endpoint apart before the server starts.
 
 use std::fmt;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use object_store::ObjectStore;
@@ -22,6 +23,9 @@ pub struct S3Config {
     pub part_size: u64,
     /// An access key and secret given outright (tests); the standard AWS sources otherwise.
     pub credentials: Option<(String, String)>,
+    /// Answer blob GETs with a redirect to a presigned URL valid this long (`--redirect`);
+    /// `None`: serve the bytes through berth.
+    pub redirect: Option<Duration>,
 }
 
 /// Never shows the credentials.
@@ -33,6 +37,7 @@ impl fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("part_size", &self.part_size)
+            .field("redirect", &self.redirect)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +65,7 @@ impl S3Config {
             region: None,
             part_size: DEFAULT_PART_SIZE,
             credentials: None,
+            redirect: None,
         }))
     }
 
@@ -111,12 +117,9 @@ impl S3Config {
             return Err(classify(self, e));
         }
         drop(listed);
-        Ok(S3Store::new(
-            s3,
-            self.prefix.clone(),
-            self.part_size,
-            self.url(),
-        ))
+        let mut store = S3Store::new(s3, self.prefix.clone(), self.part_size, self.url());
+        store.redirect = self.redirect;
+        Ok(store)
     }
 }
 

@@ -560,3 +560,126 @@ async fn bucket_down_is_503() {
     assert_eq!(send(Method::GET, get, vec![]).await, StatusCode::OK);
     assert_eq!(send(Method::POST, push, blob).await, StatusCode::CREATED);
 }
+
+/// With redirects on, a blob's location is a presigned URL anyone can GET without credentials
+/// until it expires: for a blob in one object, and for a chunked upload's blob, whose URL names
+/// the multipart object its pointer leads to; ranges too. Off, there is none. Through the
+/// registry, a blob GET answers 307 to it.
+#[tokio::test]
+async fn presigned_blob_locations() {
+    use berth::{Config, Registry};
+    use http::{Method, Request, StatusCode};
+
+    let Some(weed) = Weed::start().await else {
+        return;
+    };
+    let bucket = weed.bucket(&bucket_name("presign")).await;
+    let mut config = weed.config(&bucket, "pre");
+    config.part_size = 5 * MIB as u64;
+    let plain = config.open().await.unwrap();
+    let small = data(1000, 5);
+    let d = Digest::sha256(&small);
+    plain
+        .blob_put(&d, checked(small.clone(), &d))
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.blob_location(&d).await.unwrap(),
+        None,
+        "off by default"
+    );
+
+    config.redirect = Some(Duration::from_secs(1200));
+    let store = config.open().await.unwrap();
+    let http = reqwest::Client::new();
+    let url = store.blob_location(&d).await.unwrap().expect("a URL");
+    assert!(
+        url.starts_with(&format!("{}/{bucket}/pre/blobs/sha256/", weed.endpoint)),
+        "{url}"
+    );
+    assert!(
+        url.contains("X-Amz-Expires=1200") && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+    let got = http.get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), small.as_slice());
+    // The signature is what lets it in: the same URL without it is refused.
+    let bare = url.split('?').next().unwrap();
+    assert_eq!(http.get(bare).send().await.unwrap().status(), 403);
+
+    // A chunked upload of two parts: the blob is a pointer to chunked/<id>.
+    let up = data(6 * MIB + 5, 6);
+    let ud = Digest::sha256(&up);
+    let id = "presigned-chunked";
+    let mut state = store.upload_start(id).await.unwrap();
+    store
+        .upload_append(id, &mut state, 0, chunks(&up, 1 << 20))
+        .await
+        .unwrap();
+    store
+        .upload_finish(id, &state, &ud, up.len() as u64)
+        .await
+        .unwrap();
+    let url = store.blob_location(&ud).await.unwrap().expect("a URL");
+    assert!(
+        url.contains("/pre/chunked/"),
+        "names the object with the bytes: {url}"
+    );
+    let got = http.get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(Digest::sha256(&got.bytes().await.unwrap()), ud);
+    let part = http
+        .get(&url)
+        .header("range", "bytes=5242870-5242889")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &up[5242870..5242890]);
+    assert!(matches!(
+        store.blob_location(&Digest::sha256(b"absent")).await,
+        Err(StorageError::NotFound)
+    ));
+
+    // Through the registry: 307 to a URL that serves the blob.
+    let reg = Registry::new(
+        store,
+        berth_server::env::SystemEnv::new(),
+        Config::default(),
+    );
+    let pushed = data(3000, 7);
+    let pd = Digest::sha256(&pushed);
+    let req = |method: Method, uri: String, body: Vec<u8>| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let resp = reg
+        .handle(req(
+            Method::POST,
+            format!("/v2/pre/app/blobs/uploads/?digest={pd}"),
+            pushed.clone(),
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = reg
+        .handle(req(Method::GET, format!("/v2/pre/app/blobs/{pd}"), vec![]))
+        .await;
+    assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        resp.headers()["docker-content-digest"].to_str().unwrap(),
+        pd.to_string()
+    );
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let got = http.get(&location).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(Digest::sha256(&got.bytes().await.unwrap()), pd);
+    let resp = reg
+        .handle(req(Method::HEAD, format!("/v2/pre/app/blobs/{pd}"), vec![]))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-length"].to_str().unwrap(), "3000");
+}
