@@ -27,6 +27,7 @@ pub mod storage;
 pub mod testing;
 
 mod handlers;
+mod manifest_cache;
 // Public only for the fuzz targets (fuzz/), which decode untrusted query strings and sessions.
 #[doc(hidden)]
 pub mod query;

@@ -10,6 +10,7 @@ use crate::auth::scope::{Actions, Need, need};
 use crate::body::Body;
 use crate::error::{Code, RegistryError};
 use crate::gc::{ContentPolicy, Pass, Report, ScrubReport, Usage};
+use crate::manifest_cache::ManifestCache;
 use crate::mirror::{Mirror, MirrorConfig, Target, Upstream};
 use crate::names::RepoName;
 use crate::route::{self, Route};
@@ -55,6 +56,8 @@ pub struct Config {
     /// Seconds garbage collection leaves unreferenced content alone (GC.md); every instance
     /// sharing a store must agree on it, whether or not it runs passes itself.
     pub gc_grace: u64,
+    /// Bytes of manifests kept in memory by digest (0: none); see `manifest_cache`.
+    pub manifest_cache: usize,
 }
 
 impl Default for Config {
@@ -69,6 +72,7 @@ impl Default for Config {
             max_blob_size: None,
             max_uploads: Some(1000),
             gc_grace: 24 * 3600,
+            manifest_cache: 8 << 20,
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct Registry<S> {
     /// Repositories pulled through from other registries; `None`: no mirroring.
     mirror: Option<Mirror>,
     uploads: InFlight,
+    manifests: ManifestCache,
 }
 
 /// Uploads with a request in flight in this process: a second request for the same upload is
@@ -125,6 +130,7 @@ pub(crate) struct Ctx<'a, S> {
     pub config: &'a Config,
     pub policy: Option<&'a ContentPolicy>,
     pub uploads: &'a InFlight,
+    pub manifests: &'a ManifestCache,
     pub mirror: Option<&'a Mirror>,
     /// Storing content fetched from a mirror's upstream, not a client's push: no reference,
     /// quota or immutability checks, no event.
@@ -140,6 +146,7 @@ impl<S: Storage> Registry<S> {
         Registry {
             store,
             env: Box::new(env),
+            manifests: ManifestCache::new(config.manifest_cache),
             config,
             auth: None,
             policy: None,
@@ -197,6 +204,7 @@ impl<S: Storage> Registry<S> {
             config: &self.config,
             policy: self.policy.as_deref(),
             uploads: &self.uploads,
+            manifests: &self.manifests,
             mirror: self.mirror.as_ref(),
             pull_through: false,
             principal: None,

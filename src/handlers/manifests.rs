@@ -98,12 +98,33 @@ impl<S: Storage> Ctx<'_, S> {
         if head {
             return Ok(reply.body(Body::Empty));
         }
+        if let Some(bytes) = self.manifests.get(&d) {
+            return Ok(reply.body(Body::Full(bytes)));
+        }
         let blob = self
             .store
             .blob_get(&d, None)
             .await
             .map_err(|e| not_found(e, manifest_unknown))?;
-        Ok(reply.body(blob.body))
+        if !self.manifests.takes(link.size) {
+            return Ok(reply.body(blob.body));
+        }
+        let bytes = blob
+            .body
+            .collect(link.size as usize)
+            .await
+            .map_err(|e| match e {
+                Some(e) => store_err(StorageError::Body(e)),
+                None => RegistryError::internal(format!("manifest {d} is longer than its link")),
+            })?;
+        // Checked before it is kept: the cache must never pin bytes the store got wrong.
+        if Digest::of(d.algorithm(), &bytes) != d {
+            return Err(RegistryError::internal(format!(
+                "the stored bytes of manifest {d} do not match its digest"
+            )));
+        }
+        self.manifests.put(d, bytes.clone());
+        Ok(reply.body(Body::Full(bytes)))
     }
 
     /// end-7: PUT `/v2/<name>/manifests/<reference>[?tag=..]`.

@@ -563,3 +563,75 @@ async fn referrers() {
         .await
         .expect_error(400, "DIGEST_INVALID");
 }
+
+/// Two instances over one store, as on S3: the one that served a manifest keeps its bytes, and
+/// still never serves one the other deleted, nor under a tag the other moved.
+#[tokio::test]
+async fn manifest_cache_never_outlives_the_link() {
+    use berth::{MemoryStore, Storage};
+    use std::sync::Arc;
+    let store = Arc::new(MemoryStore::new());
+    let env = Arc::new(berth::testing::ManualEnv::at(1_700_000_000));
+    let a = Reg::over(store.clone(), env.clone(), Config::default());
+    let b = Reg::over(store.clone(), env.clone(), Config::default());
+    let (d, bytes) = a.push_image("app", "v1", "one").await;
+    for r in ["v1".to_owned(), d.to_string()] {
+        let got = a.get(&format!("/v2/app/manifests/{r}")).await;
+        got.expect(200);
+        assert_eq!(got.body, bytes);
+    }
+    // The bytes now come from memory: the store's copy is not read again.
+    store.blob_delete(&d).await.unwrap();
+    let got = a.get(&format!("/v2/app/manifests/{d}")).await;
+    got.expect(200);
+    assert_eq!(got.body, bytes);
+    assert_eq!(got.header("content-type"), Some(OCI_MANIFEST));
+
+    // Deleted on b: gone on a at once, by digest and by tag.
+    b.push_image("app", "v1", "one").await; // bytes back in the store
+    b.delete(&format!("/v2/app/manifests/{d}"))
+        .await
+        .expect(202);
+    a.get(&format!("/v2/app/manifests/{d}"))
+        .await
+        .expect_error(404, "MANIFEST_UNKNOWN");
+    a.get("/v2/app/manifests/v1")
+        .await
+        .expect_error(404, "MANIFEST_UNKNOWN");
+    // Another repository never sees it through the cache either.
+    a.get(&format!("/v2/other/manifests/{d}"))
+        .await
+        .expect_error(404, "MANIFEST_UNKNOWN");
+
+    // A tag moved on b is seen on a at once.
+    let (d1, _) = b.push_image("app", "v1", "one").await;
+    assert_eq!(d1, d);
+    a.get("/v2/app/manifests/v1").await.expect(200);
+    let (d2, bytes2) = b.push_image("app", "v1", "two").await;
+    let got = a.get("/v2/app/manifests/v1").await;
+    got.expect(200);
+    assert_eq!(
+        got.header("docker-content-digest"),
+        Some(d2.to_string().as_str())
+    );
+    assert_eq!(got.body, bytes2);
+}
+
+/// A store that returns other bytes than the digest names: refused, and nothing kept.
+#[tokio::test]
+async fn manifest_bytes_that_do_not_match_are_not_served_from_memory() {
+    use berth::{MemoryStore, Storage};
+    use std::sync::Arc;
+    let store = Arc::new(MemoryStore::new());
+    let env = Arc::new(berth::testing::ManualEnv::at(1_700_000_000));
+    let a = Reg::over(store.clone(), env.clone(), Config::default());
+    let (d, _) = a.push_image("app", "v1", "one").await;
+    // The memory store takes a plain body as it is: bytes changed behind berth's back.
+    store.blob_delete(&d).await.unwrap();
+    store
+        .blob_put(&d, Body::from(&b"{\"not\":\"it\"}"[..]))
+        .await
+        .unwrap();
+    a.get(&format!("/v2/app/manifests/{d}")).await.expect(500);
+    a.get(&format!("/v2/app/manifests/{d}")).await.expect(500);
+}

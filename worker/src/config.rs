@@ -125,6 +125,7 @@ impl Settings {
             max_blob_size: Some(size(env, "BERTH_MAX_BLOB_SIZE", 0)).filter(|n| *n > 0),
             // 0: no limit.
             max_uploads: Some(size(env, "BERTH_MAX_UPLOADS", 1000) as usize).filter(|n| *n > 0),
+            manifest_cache: defaults.manifest_cache,
         };
         Settings {
             config,
