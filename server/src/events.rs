@@ -18,6 +18,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use berth::events::rfc3339;
+use berth::registry::Env;
+
+use crate::env::SystemEnv;
 use crate::metrics::Metrics;
 use berth::events::Event;
 
@@ -150,7 +154,7 @@ pub fn cloud_event(event: &Event, source: &str) -> Value {
         "source": source,
         "type": format!("io.berth.{}", event.action.as_str()),
         "subject": subject,
-        "time": rfc3339(std::time::SystemTime::now()),
+        "time": rfc3339(SystemEnv.now()),
         "datacontenttype": "application/json",
         "data": {
             "repository": event.repository,
@@ -162,42 +166,4 @@ pub fn cloud_event(event: &Event, source: &str) -> Value {
             "actor": event.actor,
         },
     })
-}
-
-/// `2026-12-04T05:53:21Z`.
-fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        let at = |s| rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_796_363_601), "2026-12-04T05:53:21Z");
-    }
 }
