@@ -67,6 +67,9 @@ pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
 
 const TARGET: &str = "berth-target";
 const SIZE: &str = "berth-size";
+/// A random tag on each conditional write (user metadata), to know our own object when a
+/// retried write is refused.
+const WRITE: &str = "berth-write";
 /// The first byte of every live metadata document (an empty object is a retired one).
 const LIVE: u8 = b'v';
 
@@ -226,17 +229,47 @@ impl S3Store {
         }
     }
 
-    async fn put(&self, key: &str, payload: PutPayload, options: PutOptions) -> Result<String> {
-        match self.s3.put_opts(&self.path(key), payload, options).await {
-            Ok(r) => r
-                .e_tag
-                .ok_or_else(|| s3_err("put", key, "no ETag in the answer")),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(StorageError::AlreadyExists),
+    /// A conditional write that reached the bucket but whose answer was lost (a 5xx on the way
+    /// back) is sent again by the client and refused: the write's tag tells that refusal from
+    /// another writer's, so a write that happened is never reported as lost.
+    async fn put(&self, key: &str, payload: PutPayload, mut options: PutOptions) -> Result<String> {
+        let tag = match options.mode {
+            object_store::PutMode::Overwrite => None,
+            _ => Some(random_hex(12)),
+        };
+        if let Some(tag) = &tag {
+            let name = Attribute::Metadata(WRITE.into());
+            options.attributes.insert(name, tag.clone().into());
+        }
+        let refused = match self.s3.put_opts(&self.path(key), payload, options).await {
+            Ok(r) => {
+                return r
+                    .e_tag
+                    .ok_or_else(|| s3_err("put", key, "no ETag in the answer"));
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => StorageError::AlreadyExists,
             // Some servers answer 404 to If-Match on a missing key.
             Err(
                 object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
-            ) => Err(StorageError::Precondition),
-            Err(e) => Err(s3_err("put", key, e)),
+            ) => StorageError::Precondition,
+            Err(e) => return Err(s3_err("put", key, e)),
+        };
+        let Some(tag) = tag else {
+            return Err(refused);
+        };
+        match self.head(key).await {
+            Ok(h)
+                if h.attributes
+                    .get(&Attribute::Metadata(WRITE.into()))
+                    .map(|v| v.as_ref())
+                    == Some(tag.as_str()) =>
+            {
+                h.meta
+                    .e_tag
+                    .ok_or_else(|| s3_err("head", key, "no ETag in the answer"))
+            }
+            Ok(_) | Err(StorageError::NotFound) => Err(refused),
+            Err(e) => Err(e),
         }
     }
 

@@ -683,3 +683,137 @@ async fn presigned_blob_locations() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-length"].to_str().unwrap(), "3000");
 }
+
+/// An HTTP forwarder to the bucket that, when told, lets the next conditional PUT through and
+/// then answers 503 in place of the bucket's answer: a write that happened, reported as failed.
+struct Lossy {
+    addr: std::net::SocketAddr,
+    lose_next: Arc<std::sync::atomic::AtomicBool>,
+    lost: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lossy {
+    async fn to(target: String) -> Lossy {
+        use http_body_util::{BodyExt, Full};
+        use hyper::service::service_fn;
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use std::sync::atomic::Ordering::SeqCst;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lose_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let client = Client::builder(TokioExecutor::new()).build_http::<hyper::body::Incoming>();
+        let (lose2, lost2) = (lose_next.clone(), lost.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let (client, target) = (client.clone(), target.clone());
+                let (lose, lost) = (lose2.clone(), lost2.clone());
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                            let (client, target, lose, lost) =
+                                (client.clone(), target.clone(), lose.clone(), lost.clone());
+                            async move {
+                                let conditional = req.method() == http::Method::PUT
+                                    && (req.headers().contains_key("if-match")
+                                        || req.headers().contains_key("if-none-match"));
+                                let pq = req.uri().path_and_query().map(|p| p.to_string());
+                                *req.uri_mut() = format!("{target}{}", pq.unwrap_or_default())
+                                    .parse()
+                                    .unwrap();
+                                let resp = client.request(req).await.unwrap();
+                                let (parts, body) = resp.into_parts();
+                                let bytes = body.collect().await.unwrap().to_bytes();
+                                if conditional && lose.swap(false, SeqCst) {
+                                    lost.fetch_add(1, SeqCst);
+                                    let mut r = http::Response::new(Full::new(Bytes::new()));
+                                    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                                    return Ok::<_, std::convert::Infallible>(r);
+                                }
+                                Ok(http::Response::from_parts(parts, Full::new(bytes)))
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(conn), service)
+                        .await;
+                });
+            }
+        });
+        Lossy {
+            addr,
+            lose_next,
+            lost,
+            task,
+        }
+    }
+
+    fn lose_next_answer(&self) {
+        self.lose_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn lost(&self) -> usize {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Lossy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The interleaving: a conditional write (create, or update at a version) reaches the bucket
+/// and is stored; its answer is lost (503); the client sends it again; the bucket refuses it,
+/// since the object now exists or is at another version. That refusal is our own write: the
+/// store must report success with the version stored, not a lost race. A real conflict from
+/// another writer is still refused.
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_is_still_ours() {
+    let Some(weed) = Weed::start().await else {
+        return;
+    };
+    let bucket = weed.bucket(&bucket_name("lossy")).await;
+    let lossy = Lossy::to(weed.endpoint.clone()).await;
+    let mut config = weed.config(&bucket, "");
+    config.endpoint = Some(format!("http://{}", lossy.addr));
+    let store = config.open().await.unwrap();
+    let first = Bytes::from_static(b"first");
+    let second = Bytes::from_static(b"second");
+
+    lossy.lose_next_answer();
+    let v1 = store
+        .meta_put("k", first.clone(), PutMode::Create)
+        .await
+        .expect("the create happened: ours");
+    assert_eq!(
+        lossy.lost(),
+        1,
+        "the answer was lost and the write sent again"
+    );
+    let got = store.meta_get("k").await.unwrap();
+    assert_eq!((got.value, &got.version), (first.clone(), &v1));
+
+    lossy.lose_next_answer();
+    let v2 = store
+        .meta_put("k", second.clone(), PutMode::Update(v1.clone()))
+        .await
+        .expect("the update happened: ours");
+    assert_eq!(lossy.lost(), 2);
+    let got = store.meta_get("k").await.unwrap();
+    assert_eq!((got.value, &got.version), (second.clone(), &v2));
+
+    // Another writer's object or version is still a refusal.
+    assert!(matches!(
+        store.meta_put("k", first.clone(), PutMode::Create).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    assert!(matches!(
+        store.meta_put("k", first, PutMode::Update(v1)).await,
+        Err(StorageError::Precondition)
+    ));
+    assert_eq!(store.meta_get("k").await.unwrap().value, second);
+}
