@@ -120,48 +120,54 @@ def fmt_ms(x):
     return f"{x:.2f} ms" if x < 1 else f"{x:.1f} ms" if x < 10 else f"{x:.0f} ms"
 
 
-def report(results, meta_path, analysis_path):
-    data = load(results)
-    meta = dict(line.rstrip("\n").split("=", 1) for line in open(meta_path) if "=" in line)
+class Samples:
+    """The raw samples of a run, and how one figure reads in a table cell."""
 
-    def med(test, who, metric):
-        return median(data.get((test, who, metric), []))
+    def __init__(self, results):
+        self.data = load(results)
 
-    def samples(test, who, metric):
-        return data.get((test, who, metric), [])
+    def of(self, test, who, metric):
+        return self.data.get((test, who, metric), [])
 
-    def value(key, who):
-        if key == "rss_push":
-            xs = [x for t in ("push_mono", "push_single", "push_chunked") for x in samples(t, who, "rss_kib")]
+    def med(self, test, who, metric):
+        return median(self.of(test, who, metric))
+
+    def value(self, key, who, kind):
+        if key in ("rss_push", "rss_pull"):
+            tests = ("push_mono", "push_single", "push_chunked") if key == "rss_push" else ("pull_first", "pull_null", "pull_sha")
+            xs = [x for t in tests for x in self.of(t, who, "rss_kib")]
             return max(xs) / 1024 if xs else None
-        if key == "rss_pull":
-            xs = [x for t in ("pull_first", "pull_null", "pull_sha") for x in samples(t, who, "rss_kib")]
-            return max(xs) / 1024 if xs else None
-        if key == "cpu_push":
-            return med("push_mono", who, "cpu_s_per_gb")
-        if key == "cpu_pull":
-            return med("pull_null", who, "cpu_s_per_gb")
-        kind = next(r[2] for r in ROWS if r[0] == key)
-        return med(key, who, "gbps" if kind == "gbps" else "rps")
+        if key in ("cpu_push", "cpu_pull"):
+            return self.med("push_mono" if key == "cpu_push" else "pull_null", who, "cpu_s_per_gb")
+        return self.med(key, who, "gbps" if kind == "gbps" else "rps")
 
-    def cell(key, kind, who):
-        v = value(key, who)
+    def cell(self, key, kind, who):
+        v = self.value(key, who, kind)
         if v is None:
-            if samples(key, who, "unsupported"):
+            if self.of(key, who, "unsupported"):
                 return "not supported"
-            if samples(key, who, "fail"):
+            if self.of(key, who, "fail"):
                 return "failed"
             return "—"
         if kind == "gbps":
             return f"{v:.3f} GB/s"
         if kind == "rps":
-            p50, p99 = med(key, who, "p50_ms"), med(key, who, "p99_ms")
-            errors = sum(samples(key, who, "errors"))
+            p50, p99 = self.med(key, who, "p50_ms"), self.med(key, who, "p99_ms")
+            errors = sum(self.of(key, who, "errors"))
             s = f"{fmt_num(v)}/s (p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)})"
             return s + (f", {errors:.0f} errors" if errors else "")
         if kind == "rss":
             return f"{v:.1f} MiB"
         return f"{v:.2f} s"
+
+
+def report(results, meta_path, analysis_path):
+    run = Samples(results)
+    meta = dict(line.rstrip("\n").split("=", 1) for line in open(meta_path) if "=" in line)
+    med, samples, cell = run.med, run.of, run.cell
+
+    def value(key, who):
+        return run.value(key, who, next((r[2] for r in ROWS if r[0] == key), None))
 
     out = []
     out.append("# Benchmarks: berth beside CNCF Distribution\n")
@@ -246,7 +252,7 @@ def report(results, meta_path, analysis_path):
     out.append("Per row and contender, the repetitions in order (GB/s, requests/s, KiB, CPU s/GB).\n")
     out.append("| test | who | metric | samples |")
     out.append("|---|---|---|---|")
-    for (test, who, metric), xs in sorted(data.items()):
+    for (test, who, metric), xs in sorted(run.data.items()):
         if metric in ("gbps", "rps", "rss_kib", "cpu_s_per_gb", "p99_ms"):
             out.append(f"| {test} | {who} | {metric} | {', '.join(f'{x:.4g}' for x in xs)} |")
     print("\n".join(out))
@@ -274,42 +280,9 @@ S3_ROWS = [
 
 
 def report_s3(results, meta_path):
-    data = load(results)
+    run = Samples(results)
     meta = dict(line.rstrip("\n").split("=", 1) for line in open(meta_path) if "=" in line)
-
-    def med(test, who, metric):
-        return median(data.get((test, who, metric), []))
-
-    def samples(test, who, metric):
-        return data.get((test, who, metric), [])
-
-    def value(key, who, kind):
-        if key in ("rss_push", "rss_pull"):
-            tests = ("push_mono", "push_single", "push_chunked") if key == "rss_push" else ("pull_null", "pull_sha")
-            xs = [x for t in tests for x in samples(t, who, "rss_kib")]
-            return max(xs) / 1024 if xs else None
-        if key in ("cpu_push", "cpu_pull"):
-            return med("push_mono" if key == "cpu_push" else "pull_null", who, "cpu_s_per_gb")
-        return med(key, who, "gbps" if kind == "gbps" else "rps")
-
-    def cell(key, kind, who):
-        v = value(key, who, kind)
-        if v is None:
-            if samples(key, who, "unsupported"):
-                return "not supported"
-            if samples(key, who, "fail"):
-                return "failed"
-            return "—"
-        if kind == "gbps":
-            return f"{v:.3f} GB/s"
-        if kind == "rps":
-            p50, p99 = med(key, who, "p50_ms"), med(key, who, "p99_ms")
-            errors = sum(samples(key, who, "errors"))
-            s = f"{fmt_num(v)}/s (p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)})"
-            return s + (f", {errors:.0f} errors" if errors else "")
-        if kind == "rss":
-            return f"{v:.1f} MiB"
-        return f"{v:.2f} s"
+    med, samples, value, cell = run.med, run.of, run.value, run.cell
 
     out = ["## On S3 storage: berth beside Distribution on one SeaweedFS\n"]
     out.append(
@@ -385,7 +358,7 @@ def report_s3(results, meta_path):
     out.append("<details><summary>Every sample</summary>\n")
     out.append("| test | who | metric | samples |")
     out.append("|---|---|---|---|")
-    for (test, who, metric), xs in sorted(data.items()):
+    for (test, who, metric), xs in sorted(run.data.items()):
         if metric in ("gbps", "rps", "rss_kib", "cpu_s_per_gb", "p99_ms", "passed", "failed"):
             out.append(f"| {test} | {who} | {metric} | {', '.join(f'{x:.4g}' for x in xs)} |")
     out.append("\n</details>")
