@@ -184,8 +184,9 @@ passed=$((passed + 1)); echo "ok - the Worker builds (wasm $wasm bytes, $gz gzip
 # throttling; 387-388 KiB with the pull-through cache (396,315 bytes). 326 KiB since the
 # policy files' TOML has its own parser (-53 KB), sizes are printed without floats and wasm-opt
 # runs -O2 --converge (332,889 bytes); 332 KiB with the sha512 re-hash, the short-chunk bound
-# and the upload cap (~3.9 KB). Issue 17's target is 300 KiB.
-budget=${BERTH_WASM_BUDGET:-$((332 * 1024))}
+# and the upload cap (~3.9 KB). 298 KiB (issue 17: at most 300) with std built from source for
+# size, panics that abort with no message, wasm-opt -Os and no serde `Content` (304,886 bytes).
+budget=${BERTH_WASM_BUDGET:-$((298 * 1024))}
 if [ "$gz" -le "$budget" ]; then
     passed=$((passed + 1)); echo "ok - the deployed wasm is within its budget ($gz <= $budget bytes gzipped)"
 else

@@ -3,7 +3,7 @@
 #   - wasm-bindgen-cli 0.2.130 (the Cargo.lock version of wasm-bindgen) and worker-build 0.8.7,
 #     built from crates.io into $BERTH_TOOLS (default ~/.cache/berth-tools; 10-15 minutes the
 #     first time on 2 cores, then reused);
-#   - the wasm32-unknown-unknown target;
+#   - the wasm32-unknown-unknown target, and rust-src (worker/build.sh builds std from it);
 #   - worker/node_modules from package-lock.json: wrangler (with workerd), Node 22, esbuild,
 #     binaryen's wasm-opt.
 # Nothing is downloaded at build time after this: worker/build.sh points worker-build at these.
@@ -28,6 +28,10 @@ fi
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     echo "setup: rustup target add wasm32-unknown-unknown"
     rustup target add wasm32-unknown-unknown
+fi
+if ! rustup component list --installed | grep -qx rust-src; then
+    echo "setup: rustup component add rust-src"
+    rustup component add rust-src
 fi
 
 # npm ci wipes and reinstalls node_modules: only when package-lock.json changed since the last.

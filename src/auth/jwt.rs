@@ -24,11 +24,37 @@ pub struct Access {
     pub actions: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `aud`: one string or a list of them. Serialised untagged; read by hand, since serde's
+/// derive for untagged enums buffers the value through its generic `Content` tree (kilobytes
+/// of wasm for this one field).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Audience {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Audience, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut all = Vec::new();
+                while let Some(a) = seq.next_element()? {
+                    all.push(a);
+                }
+                Ok(Audience::Many(all))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Audience {
@@ -378,5 +404,26 @@ Wj+f7Zr0cRx2m1T4Xx2KqD/q3bqZqn7A
             verify(&t, &keys, "registry", 5, 0),
             Err(Invalid::UnknownKey)
         );
+    }
+
+    #[test]
+    fn audiences() {
+        let cases = [
+            (r#""registry""#, Some(Audience::One("registry".into()))),
+            (r#"["a","b"]"#, Some(Audience::Many(vec!["a".into(), "b".into()]))),
+            ("[]", Some(Audience::Many(vec![]))),
+            ("7", None),
+            ("[7]", None),
+            (r#"{"a":"b"}"#, None),
+            ("null", None),
+        ];
+        for (json, want) in cases {
+            let got: Option<Audience> = serde_json::from_str(json).ok();
+            assert_eq!(got, want, "{json}");
+            if let Some(a) = got {
+                let back = serde_json::to_string(&a).unwrap();
+                assert_eq!(back, json.replace(' ', ""));
+            }
+        }
     }
 }

@@ -107,7 +107,10 @@ impl Report {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// Kept as `{"phase": "mark", "after": ...}`. Read through [`RawPhase`]: serde's derive for an
+/// internally tagged enum buffers the value through its generic `Content` tree (kilobytes of
+/// wasm).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "phase", rename_all = "lowercase")]
 enum Phase {
     Uploads,
@@ -115,6 +118,36 @@ enum Phase {
     Sweep { after: Option<String> },
     Tidy { after: Option<String> },
     Done,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PhaseName {
+    Uploads,
+    Mark,
+    Sweep,
+    Tidy,
+    Done,
+}
+
+#[derive(Deserialize)]
+struct RawPhase {
+    phase: PhaseName,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Phase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Phase, D::Error> {
+        let RawPhase { phase, after } = RawPhase::deserialize(d)?;
+        Ok(match phase {
+            PhaseName::Uploads => Phase::Uploads,
+            PhaseName::Mark => Phase::Mark { after },
+            PhaseName::Sweep => Phase::Sweep { after },
+            PhaseName::Tidy => Phase::Tidy { after },
+            PhaseName::Done => Phase::Done,
+        })
+    }
 }
 
 /// A pass in progress: where it is, its mark so far, its report so far.
@@ -739,4 +772,33 @@ async fn collect<S: Storage>(
     };
     gone(cx.store.meta_delete(&mark_key, Some(&version)).await)?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phase;
+
+    #[test]
+    fn phases_round_trip() {
+        let cases = [
+            (Phase::Uploads, r#"{"phase":"uploads"}"#),
+            (Phase::Mark { after: None }, r#"{"phase":"mark","after":null}"#),
+            (
+                Phase::Sweep { after: Some("sha256:ab".into()) },
+                r#"{"phase":"sweep","after":"sha256:ab"}"#,
+            ),
+            (Phase::Tidy { after: None }, r#"{"phase":"tidy","after":null}"#),
+            (Phase::Done, r#"{"phase":"done"}"#),
+        ];
+        for (phase, json) in cases {
+            assert_eq!(serde_json::to_string(&phase).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Phase>(json).unwrap(), phase, "{json}");
+        }
+        let p: Phase = serde_json::from_str(r#"{"after":"x","phase":"mark"}"#).unwrap();
+        assert_eq!(p, Phase::Mark { after: Some("x".into()) });
+        let p: Phase = serde_json::from_str(r#"{"phase":"tidy"}"#).unwrap();
+        assert_eq!(p, Phase::Tidy { after: None });
+        assert!(serde_json::from_str::<Phase>(r#"{"phase":"other"}"#).is_err());
+        assert!(serde_json::from_str::<Phase>(r#"{"after":"x"}"#).is_err());
+    }
 }

@@ -1,7 +1,7 @@
 //! Text the Worker reads: sizes and lists in `[vars]`, R2's checksum errors, and what the
-//! mirror reads from upstreams (challenges, redirects) and from its credentials (a docker
-//! config.json). Plain functions with table tests, built on every target (the rest of the crate
-//! is wasm32-only).
+//! mirror reads from upstreams (redirects; challenges are the core's `berth::auth::Challenge`)
+//! and from its credentials (a docker config.json). Plain functions with table tests, built on
+//! every target (the rest of the crate is wasm32-only).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -81,91 +81,6 @@ pub fn items(s: &str) -> Vec<String> {
         .filter(|i| !i.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-/// A parsed `WWW-Authenticate` header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Challenge {
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-        /// Space-separated, as the header gives it; empty when it names none.
-        scope: String,
-    },
-}
-
-impl Challenge {
-    /// `Bearer realm="...",service="...",scope="..."` or `Basic realm="..."`.
-    pub fn parse(header: &str) -> Option<Challenge> {
-        let header = header.trim();
-        let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
-        let params = params(rest);
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.clone())
-        };
-        if scheme.eq_ignore_ascii_case("basic") {
-            Some(Challenge::Basic)
-        } else if scheme.eq_ignore_ascii_case("bearer") {
-            let scope: Vec<&str> = params
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("scope"))
-                .map(|(_, v)| v.as_str())
-                .collect();
-            Some(Challenge::Bearer {
-                realm: get("realm").filter(|r| !r.is_empty())?,
-                service: get("service"),
-                scope: scope.join(" ").trim().to_owned(),
-            })
-        } else {
-            None
-        }
-    }
-}
-
-/// `k="v", k2=v2`, with backslash escapes inside quotes.
-fn params(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while matches!(chars.peek(), Some(c) if *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        if chars.next().is_none() {
-            return out;
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        out.push((key.trim().to_owned(), value.trim().to_owned()));
-    }
 }
 
 /// `scheme://host[:port]` of an absolute URL (the whole string when it has no path).
@@ -340,29 +255,6 @@ mod tests {
     fn list_items() {
         assert_eq!(items(" a, b  c,,\n d "), ["a", "b", "c", "d"]);
         assert!(items(" , ").is_empty());
-    }
-
-    #[test]
-    fn challenges() {
-        let c = Challenge::parse(
-            r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull""#,
-        );
-        assert_eq!(
-            c,
-            Some(Challenge::Bearer {
-                realm: "https://auth.example/token".into(),
-                service: Some("reg".into()),
-                scope: "repository:a/b:pull".into(),
-            })
-        );
-        let c = Challenge::parse(r#"bearer realm="r", scope="x y""#).unwrap();
-        assert!(matches!(c, Challenge::Bearer { service: None, scope, .. } if scope == "x y"));
-        assert_eq!(
-            Challenge::parse(r#"Basic realm="x""#),
-            Some(Challenge::Basic)
-        );
-        assert_eq!(Challenge::parse("Bearer service=x"), None);
-        assert_eq!(Challenge::parse("Negotiate"), None);
     }
 
     #[test]

@@ -17,12 +17,13 @@ use js_sys::futures::JsFuture;
 use wasm_bindgen::JsCast;
 
 use berth::Body;
+use berth::auth::Challenge;
 use berth::mirror::Upstream;
 
 use crate::body::JsBody;
 use crate::config::MirrorSettings;
 use crate::js;
-use crate::text::{self, Challenge};
+use crate::text;
 
 /// How long an upstream may take to answer with its response head (the body is not bounded:
 /// a large blob streams for as long as it takes).
@@ -132,8 +133,8 @@ impl Upstream for WorkerUpstream {
             Some(Challenge::Bearer {
                 realm,
                 service,
-                scope,
-            }) => match token(site, &realm, service.as_deref(), &scope).await {
+                scopes,
+            }) => match token(site, &realm, service.as_deref(), &scopes).await {
                 Ok((token, secs)) => (format!("Bearer {token}"), secs),
                 Err(e) => {
                     worker::console_warn!("berth: upstream {ns}: no token: {e}");
@@ -156,7 +157,7 @@ async fn token(
     site: &Site,
     realm: &str,
     service: Option<&str>,
-    scope: &str,
+    scopes: &[String],
 ) -> Result<(String, f64), String> {
     let mut url = realm.to_owned();
     let mut sep = if url.contains('?') { '&' } else { '?' };
@@ -164,7 +165,7 @@ async fn token(
         url.push_str(&format!("{sep}service={}", berth::query::encode(s)));
         sep = '&';
     }
-    for s in scope.split(' ').filter(|s| !s.is_empty()) {
+    for s in scopes {
         url.push_str(&format!("{sep}scope={}", berth::query::encode(s)));
         sep = '&';
     }
