@@ -365,9 +365,16 @@ def report_s3(results, meta_path):
     print("\n".join(out))
 
 
-def splice(out_path, section_path):
-    """Replace the S3 section between its markers in OUT (or append it)."""
-    begin, end = "<!-- s3 begin: bench/run.sh --s3 writes this section -->", "<!-- s3 end -->"
+MARKERS = {
+    "main": ("<!-- main begin: bench/run.sh writes this section -->", "<!-- main end -->"),
+    "s3": ("<!-- s3 begin: bench/run.sh --s3 writes this section -->", "<!-- s3 end -->"),
+}
+
+
+def splice(out_path, section_path, name="s3"):
+    """Replace the section NAME between its markers in OUT; without them, the main section goes
+    first and any other last. The rest of OUT (sections other scripts write) stays."""
+    begin, end = MARKERS[name]
     new = open(section_path).read().rstrip("\n")
     try:
         text = open(out_path).read()
@@ -376,9 +383,11 @@ def splice(out_path, section_path):
     section = f"{begin}\n{new}\n{end}"
     if begin in text and end in text:
         text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
+    elif name == "main":
+        text = section + "\n\n" + text.lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
-    open(out_path, "w").write(text)
+    open(out_path, "w").write(text.rstrip("\n") + "\n")
 
 
 def main():
@@ -392,7 +401,7 @@ def main():
     elif cmd == "report-s3":
         report_s3(sys.argv[2], sys.argv[3])
     elif cmd == "splice":
-        splice(sys.argv[2], sys.argv[3])
+        splice(*sys.argv[2:5])
     else:
         sys.exit(f"unknown command {cmd}")
 

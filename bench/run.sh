@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # berth beside the reference registry (CNCF Distribution, Debian's `docker-registry`), in one
-# run on this machine, and the machine's own limits measured in the same run. Writes
-# BENCHMARKS.md (the table, then bench/analysis.md).
+# run on this machine, and the machine's own limits measured in the same run. Writes the
+# section between the `main begin`/`main end` markers of BENCHMARKS.md (the table, then
+# bench/analysis.md); the sections other scripts write stay as they are.
 #
 #   bench/run.sh            full run: 1 GiB blob, 3 repetitions, 10 s load runs (~12 min)
 #   bench/run.sh --quick    256 MiB blob, 1 repetition, 3 s load runs (~2 min)
@@ -596,6 +597,8 @@ if ((S3MODE)); then
     python3 "$HERE/report.py" report-s3 "$RESULTS" "$WORK/meta.txt" >"$WORK/s3.md"
     python3 "$HERE/report.py" splice "$OUT" "$WORK/s3.md"
 else
-    python3 "$HERE/report.py" report "$RESULTS" "$WORK/meta.txt" "$HERE/analysis.md" >"$OUT"
+    # The main section, between its markers; the sections other scripts write stay.
+    python3 "$HERE/report.py" report "$RESULTS" "$WORK/meta.txt" "$HERE/analysis.md" >"$WORK/main.md"
+    python3 "$HERE/report.py" splice "$OUT" "$WORK/main.md" main
 fi
 log "wrote $OUT"
