@@ -8,7 +8,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::{Attribute, Attributes, PutOptions, PutPayload};
-use tokio::task::JoinHandle;
 
 use berth::body::ByteStream;
 use berth::digest::Hasher;
@@ -34,8 +33,7 @@ fn pending_key(id: &str, nonce: &str) -> String {
 }
 
 /// Appends bytes to a multipart object: fills parts of exactly the part size, and parks the
-/// rest in a pending object. One part goes up while the next fills, so an upload holds at
-/// most two parts of memory.
+/// rest in a pending object.
 struct Appender<'a> {
     store: &'a S3Store,
     /// The object the multipart upload completes to.
@@ -46,8 +44,6 @@ struct Appender<'a> {
     /// New bytes not yet in a part or a pending object.
     buf: Vec<Bytes>,
     buf_len: u64,
-    /// The part on its way to the bucket: its ETag joins `st.parts` once it lands.
-    sending: Option<JoinHandle<Result<String>>>,
 }
 
 impl<'a> Appender<'a> {
@@ -59,7 +55,6 @@ impl<'a> Appender<'a> {
             st,
             buf: Vec::new(),
             buf_len: 0,
-            sending: None,
         }
     }
 
@@ -99,9 +94,7 @@ impl<'a> Appender<'a> {
         self.upload_part(data).await
     }
 
-    /// Start sending the next part, once the one before it has landed.
     async fn upload_part(&mut self, data: PutPayload) -> Result<()> {
-        self.settle().await?;
         let store = self.store;
         let path = store.path(&self.key);
         if self.st.mp.is_none() {
@@ -120,30 +113,17 @@ impl<'a> Appender<'a> {
             )));
         }
         let mp = self.st.mp.clone().unwrap_or_default();
-        let (s3, key) = (store.s3.clone(), self.key.clone());
-        self.sending = Some(tokio::spawn(async move {
-            match s3.put_part(&path, &mp, n as usize, data).await {
-                Ok(part) => Ok(part.content_id),
-                Err(e) => Err(s3_err("upload part", &key, e)),
-            }
-        }));
-        Ok(())
-    }
-
-    /// Wait for the part on its way, if any, and record it.
-    async fn settle(&mut self) -> Result<()> {
-        if let Some(sending) = self.sending.take() {
-            let etag = sending
-                .await
-                .map_err(|e| s3_err("upload part", &self.key, e))??;
-            self.st.parts.push(etag);
-        }
+        let part = store
+            .s3
+            .put_part(&path, &mp, n as usize, data)
+            .await
+            .map_err(|e| s3_err("upload part", &self.key, e))?;
+        self.st.parts.push(part.content_id);
         Ok(())
     }
 
     /// The body ended: what is left in the buffer waits in a new pending object.
     async fn park(&mut self) -> Result<()> {
-        self.settle().await?;
         if self.buf_len == 0 {
             return Ok(());
         }
@@ -178,7 +158,6 @@ impl<'a> Appender<'a> {
             let last = self.take_buffered().await?;
             self.upload_part(last).await?;
         }
-        self.settle().await?;
         let mp = self
             .st
             .mp
@@ -203,24 +182,12 @@ impl<'a> Appender<'a> {
     }
 
     /// Drop the multipart upload, if one was begun (already gone is fine).
-    async fn abort_multipart(&mut self) {
-        if let Some(sending) = self.sending.take() {
-            sending.abort();
-        }
+    async fn abort_multipart(&self) {
         if let Some(mp) = &self.st.mp {
             let path = self.store.path(&self.key);
             if let Err(e) = self.store.s3.abort_multipart(&path, mp).await {
                 tracing::debug!("s3: abort multipart {}: {e}", self.key);
             }
-        }
-    }
-}
-
-/// A request dropped half way (the client went) stops its part too.
-impl Drop for Appender<'_> {
-    fn drop(&mut self) {
-        if let Some(sending) = self.sending.take() {
-            sending.abort();
         }
     }
 }
