@@ -45,7 +45,10 @@ impl<'de> Deserialize<'de> for Audience {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Audience, E> {
                 Ok(Audience::One(v.to_owned()))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Audience, A::Error> {
                 let mut all = Vec::new();
                 while let Some(a) = seq.next_element()? {
                     all.push(a);
@@ -410,7 +413,10 @@ Wj+f7Zr0cRx2m1T4Xx2KqD/q3bqZqn7A
     fn audiences() {
         let cases = [
             (r#""registry""#, Some(Audience::One("registry".into()))),
-            (r#"["a","b"]"#, Some(Audience::Many(vec!["a".into(), "b".into()]))),
+            (
+                r#"["a","b"]"#,
+                Some(Audience::Many(vec!["a".into(), "b".into()])),
+            ),
             ("[]", Some(Audience::Many(vec![]))),
             ("7", None),
             ("[7]", None),

@@ -782,20 +782,37 @@ mod tests {
     fn phases_round_trip() {
         let cases = [
             (Phase::Uploads, r#"{"phase":"uploads"}"#),
-            (Phase::Mark { after: None }, r#"{"phase":"mark","after":null}"#),
             (
-                Phase::Sweep { after: Some("sha256:ab".into()) },
+                Phase::Mark { after: None },
+                r#"{"phase":"mark","after":null}"#,
+            ),
+            (
+                Phase::Sweep {
+                    after: Some("sha256:ab".into()),
+                },
                 r#"{"phase":"sweep","after":"sha256:ab"}"#,
             ),
-            (Phase::Tidy { after: None }, r#"{"phase":"tidy","after":null}"#),
+            (
+                Phase::Tidy { after: None },
+                r#"{"phase":"tidy","after":null}"#,
+            ),
             (Phase::Done, r#"{"phase":"done"}"#),
         ];
         for (phase, json) in cases {
             assert_eq!(serde_json::to_string(&phase).unwrap(), json);
-            assert_eq!(serde_json::from_str::<Phase>(json).unwrap(), phase, "{json}");
+            assert_eq!(
+                serde_json::from_str::<Phase>(json).unwrap(),
+                phase,
+                "{json}"
+            );
         }
         let p: Phase = serde_json::from_str(r#"{"after":"x","phase":"mark"}"#).unwrap();
-        assert_eq!(p, Phase::Mark { after: Some("x".into()) });
+        assert_eq!(
+            p,
+            Phase::Mark {
+                after: Some("x".into())
+            }
+        );
         let p: Phase = serde_json::from_str(r#"{"phase":"tidy"}"#).unwrap();
         assert_eq!(p, Phase::Tidy { after: None });
         assert!(serde_json::from_str::<Phase>(r#"{"phase":"other"}"#).is_err());
