@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Helpers for bench/run.sh.
+"""Helpers for bench/run.sh (and bench/worker.sh).
 
   report.py parse-wrk FILE      -> "rps p50_ms p99_ms errors" from wrk --latency output
   report.py parse-hey FILE      -> the same from hey output (rps counts 2xx answers only)
   report.py report RESULTS META ANALYSIS  -> BENCHMARKS.md on stdout
+  report.py report-s3 RESULTS META        -> the S3 section (bench/run.sh --s3)
+  report.py report-worker RESULTS META    -> the Worker section (bench/worker.sh)
+  report.py splice OUT SECTION NAME       -> SECTION between NAME's markers in OUT
 
 RESULTS holds one sample per line: test, who (berth, dist, limit, loopback), repetition,
 metric, value, tab-separated. The table quotes medians; the appendix lists every sample.
@@ -368,7 +371,65 @@ def report_s3(results, meta_path):
 MARKERS = {
     "main": ("<!-- main begin: bench/run.sh writes this section -->", "<!-- main end -->"),
     "s3": ("<!-- s3 begin: bench/run.sh --s3 writes this section -->", "<!-- s3 end -->"),
+    "worker": ("<!-- worker begin: bench/worker.sh writes this section -->", "<!-- worker end -->"),
 }
+
+
+def report_worker(results_path, meta_path):
+    """bench/worker.sh's section: pushes through the Worker under wrangler dev, and the limit."""
+    data = load(results_path)
+    meta = dict(line.rstrip("\n").split("=", 1) for line in open(meta_path) if "=" in line)
+    blob = meta.get("blob_mb", "?")
+    part = meta.get("part_mb") or "?"
+
+    def chunk_mb(who):
+        return int(who.split(":", 1)[1])
+
+    whos = sorted({who for (test, who, _m) in data if test == "push"},
+                  key=lambda w: (w != "mono", w == "limit", chunk_mb(w) if ":" in w else 0))
+    label = {
+        "mono": "berth: POST, then PUT with the body (monolithic)",
+        "limit": "plain-JS Worker: PUT streamed into R2 (the local limit)",
+    }
+    mono = median(data.get(("push", "mono", "mibps"), []))
+    limit = median(data.get(("push", "limit", "mibps"), []))
+    out = [
+        "## The Worker under local `wrangler dev`",
+        "",
+        "Written by `bench/worker.sh`. berth's Worker (worker/build, as deployed) served by "
+        "`wrangler dev --local`, R2 simulated on disk, on 127.0.0.1; curl pushes fresh random "
+        f"{blob} MiB blobs. The limit is a plain-JS Worker (bench/worker-limit/) that streams a "
+        "PUT's body into its own R2 bucket and does nothing else: no hashing, no wasm, no session. "
+        "MiB/s counts the whole push (every request of it). workerd and curl share this machine's "
+        "2 cores with whatever else runs on it: the figures are noisy, so the range is given with "
+        f"the median. The Worker advertises OCI-Chunk-Min-Length {part} MiB, its R2 part size.",
+        "",
+        f"Run: {meta.get('date', '?')}, {meta.get('reps', '?')} repetitions, contenders "
+        f"alternating. Machine: {meta.get('cpu', '?')}, load average at the end "
+        f"{meta.get('load', '?')}. berth {meta.get('berth', '?')}; wasm {meta.get('wasm_gz', '?')} "
+        f"bytes gzipped; wrangler {meta.get('wrangler', '?')}.",
+        "",
+        "| push | MiB/s (median) | range | / monolithic | / limit |",
+        "|---|---|---|---|---|",
+    ]
+    for who in whos:
+        xs = [x for x in data.get(("push", who, "mibps"), []) if x == x]
+        if not xs:
+            continue
+        m = median(xs)
+        name = label.get(who) or f"berth: POST, {chunk_mb(who)} MiB PATCHes, PUT ?digest= (chunked)"
+        vs_mono = f"{m / mono:.0%}" if mono and who not in ("mono", "limit") else "—"
+        vs_limit = f"{m / limit:.0%}" if limit and who != "limit" else "—"
+        out.append(f"| {name} | {m:.1f} | {min(xs):.1f}–{max(xs):.1f} | {vs_mono} | {vs_limit} |")
+    out.append("")
+    out.append("<details><summary>Every sample (MiB/s)</summary>\n")
+    out.append("| push | samples |")
+    out.append("|---|---|")
+    for who in whos:
+        xs = data.get(("push", who, "mibps"), [])
+        out.append(f"| {who} | {', '.join(f'{x:.1f}' for x in xs)} |")
+    out.append("\n</details>")
+    print("\n".join(out))
 
 
 def splice(out_path, section_path, name="s3"):
@@ -400,6 +461,8 @@ def main():
         report(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "report-s3":
         report_s3(sys.argv[2], sys.argv[3])
+    elif cmd == "report-worker":
+        report_worker(sys.argv[2], sys.argv[3])
     elif cmd == "splice":
         splice(*sys.argv[2:5])
     else:

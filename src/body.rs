@@ -38,6 +38,9 @@ pub enum Body {
     Empty,
     Full(Bytes),
     Stream(ByteStream),
+    /// A stream that brings exactly this many bytes or ends in an error (a body the core has
+    /// checked against its `Content-Length`): a store may plan by its length.
+    Exact(ByteStream, u64),
     Foreign(Box<dyn ForeignBody>),
 }
 
@@ -47,6 +50,7 @@ impl std::fmt::Debug for Body {
             Body::Empty => f.write_str("Body::Empty"),
             Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
             Body::Stream(_) => f.write_str("Body::Stream"),
+            Body::Exact(_, n) => write!(f, "Body::Exact({n} bytes)"),
             Body::Foreign(_) => f.write_str("Body::Foreign"),
         }
     }
@@ -87,12 +91,22 @@ impl Body {
         Body::Stream(Box::pin(s))
     }
 
+    /// A stream that brings exactly `len` bytes when `len` is known ([`Body::Exact`]): the
+    /// caller has made sure it fails otherwise.
+    pub fn exact(s: impl ByteSource + 'static, len: Option<u64>) -> Self {
+        match len {
+            Some(n) => Body::Exact(Box::pin(s), n),
+            None => Body::Stream(Box::pin(s)),
+        }
+    }
+
     /// The exact length, when it is known without reading.
     pub fn len(&self) -> Option<u64> {
         match self {
             Body::Empty => Some(0),
             Body::Full(b) => Some(b.len() as u64),
             Body::Stream(_) => None,
+            Body::Exact(_, n) => Some(*n),
             Body::Foreign(f) => f.len(),
         }
     }
@@ -106,7 +120,7 @@ impl Body {
         match self {
             Body::Empty => Box::pin(futures_util::stream::empty()),
             Body::Full(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
-            Body::Stream(s) => s,
+            Body::Stream(s) | Body::Exact(s, _) => s,
             Body::Foreign(f) => f.into_stream(),
         }
     }
@@ -156,7 +170,7 @@ impl http_body::Body for Body {
                         Poll::Ready(Some(Ok(Frame::data(b))))
                     }
                 }
-                Body::Stream(s) => match s.as_mut().poll_next(cx) {
+                Body::Stream(s) | Body::Exact(s, _) => match s.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
                     Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                     Poll::Ready(None) => {

@@ -186,7 +186,8 @@ passed=$((passed + 1)); echo "ok - the Worker builds (wasm $wasm bytes, $gz gzip
 # runs -O2 --converge (332,889 bytes); 332 KiB with the sha512 re-hash, the short-chunk bound
 # and the upload cap (~3.9 KB). 298 KiB (issue 17: at most 300) with std built from source for
 # size, panics that abort with no message, wasm-opt -Os and no serde `Content` (304,886 bytes).
-budget=${BERTH_WASM_BUDGET:-$((298 * 1024))}
+# 300 KiB, the issue's bound itself, with chunks streamed into R2 parts (305,759 bytes).
+budget=${BERTH_WASM_BUDGET:-$((300 * 1024))}
 if [ "$gz" -le "$budget" ]; then
     passed=$((passed + 1)); echo "ok - the deployed wasm is within its budget ($gz <= $budget bytes gzipped)"
 else

@@ -201,9 +201,10 @@ impl<S: Storage> Ctx<'_, S> {
         let body = match body {
             // The adapter's own stream: the store verifies it by the platform's means.
             Body::Foreign(f) => Body::Foreign(f),
-            other => Body::stream(
+            other => Body::exact(
                 Checked::digest(other.into_stream(), d.clone(), len)
                     .at_most(self.config.max_blob_size),
+                len,
             ),
         };
         let size = self.store.blob_put(d, body).await.map_err(store_err)?;
@@ -345,8 +346,10 @@ impl<S: Storage> Ctx<'_, S> {
             .hasher()
             .ok_or_else(|| RegistryError::internal("unreadable hash state"))?;
         let slot = Arc::new(Mutex::new(Some(hasher)));
-        let chunk =
-            Body::stream(Checked::feeding(body.into_stream(), slot.clone(), len).at_most(room));
+        let chunk = Body::exact(
+            Checked::feeding(body.into_stream(), slot.clone(), len).at_most(room),
+            len,
+        );
         let new_len = self
             .store
             .upload_append(id, &mut session.store, session.offset, chunk)

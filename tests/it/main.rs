@@ -6,6 +6,7 @@ mod browse;
 mod core;
 mod gc;
 mod hardening;
+mod lengths;
 mod lists;
 mod manifests;
 mod mirror;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use js_sys::futures::JsFuture;
+use wasm_bindgen::prelude::*;
 use worker::{Conditional, Data, MultipartUpload, Object, UploadedPart};
 
 use berth::storage::multipart::{Pending, UploadState};
@@ -29,14 +31,80 @@ fn pending_key(id: &str, nonce: &str) -> String {
     format!("upload/{id}/p-{nonce}")
 }
 
+#[wasm_bindgen(inline_js = r#"
+// One part of a multipart upload, streamed into R2 while its bytes arrive: R2 stores it as the
+// request brings it, instead of after the last byte. One write is in flight at a time.
+export class PartUpload {
+  constructor(bucket, key, uploadId, n, len) {
+    const { readable, writable } = new FixedLengthStream(len);
+    this.writer = writable.getWriter();
+    this.last = undefined;
+    this.done = bucket.resumeMultipartUpload(key, uploadId).uploadPart(n, readable);
+    this.done.catch(() => {});
+  }
+
+  // `bytes` views wasm memory, which may move once this yields: it is copied first, and goes
+  // in once the previous write is taken.
+  async write(bytes) {
+    const copy = bytes.slice();
+    await this.last;
+    this.last = this.writer.write(copy);
+    this.last.catch(() => {});
+  }
+
+  // Every byte written: the part's etag.
+  async finish() {
+    await this.last;
+    await this.writer.close();
+    return (await this.done).etag;
+  }
+
+  abort(reason) {
+    this.writer.abort(reason).catch(() => {});
+  }
+}
+"#)]
+extern "C" {
+    type PartUpload;
+
+    #[wasm_bindgen(constructor)]
+    fn new(bucket: &JsValue, key: &str, upload_id: &str, n: u16, len: f64) -> PartUpload;
+
+    #[wasm_bindgen(method)]
+    fn write(this: &PartUpload, bytes: &[u8]) -> js_sys::Promise;
+
+    #[wasm_bindgen(method)]
+    fn finish(this: &PartUpload) -> js_sys::Promise;
+
+    #[wasm_bindgen(method)]
+    fn abort(this: &PartUpload, reason: &str);
+}
+
+/// A part being streamed, and how many bytes it still needs.
+struct Streaming(PartUpload, u64);
+
+impl Drop for Streaming {
+    /// Unfinished (the body failed or ended early): R2 is told, and stores nothing.
+    fn drop(&mut self) {
+        if self.1 > 0 {
+            self.0.abort("append failed");
+        }
+    }
+}
+
 /// Appends bytes to an upload: fills parts of exactly the upload's part size, and parks the rest
-/// in a pending object.
+/// in a pending object. A part the body is known to fill (its length is known) streams into R2
+/// as its bytes arrive; one it may not fill is gathered in memory and sent once full.
 struct Appender<'a> {
     store: &'a R2Store,
     id: &'a str,
     st: UploadState,
     /// New bytes not yet in a part or a pending object.
     buf: Vec<u8>,
+    /// Bytes the body has still to bring, when its length is known (`Body::len`: the core
+    /// checked it against the request's `Content-Length`).
+    coming: Option<u64>,
+    streaming: Option<Streaming>,
 }
 
 impl Appender<'_> {
@@ -46,34 +114,68 @@ impl Appender<'_> {
 
     async fn push(&mut self, mut chunk: Bytes) -> Result<()> {
         while !chunk.is_empty() {
-            let take = self.room().min(chunk.len());
-            self.buf.extend_from_slice(&chunk.split_to(take));
+            let streams = self.streaming.is_some()
+                || (self.buf.is_empty()
+                    && self.coming.unwrap_or(0) + chunk.len() as u64 >= self.room() as u64);
+            let take = if streams {
+                self.write(&chunk).await?
+            } else {
+                let take = self.room().min(chunk.len());
+                self.buf.extend_from_slice(&chunk[..take]);
+                if self.room() == 0 {
+                    let full = std::mem::take(&mut self.buf);
+                    self.write(&full).await?;
+                }
+                take
+            };
             self.st.len += take as u64;
-            if self.room() == 0 {
-                self.flush_part().await?;
-            }
+            drop(chunk.split_to(take));
         }
         Ok(())
     }
 
-    /// A part is full: the pending bytes and the buffer become the next part.
-    async fn flush_part(&mut self) -> Result<()> {
-        let store = self.store;
-        let data = if self.st.pending.is_empty() {
-            std::mem::take(&mut self.buf)
+    /// Write what the open part takes of `bytes` (opening the next one, its pending bytes
+    /// first, if none is); a part that is full is finished. How many bytes it took.
+    async fn write(&mut self, bytes: &[u8]) -> Result<usize> {
+        let mut part = match self.streaming.take() {
+            Some(part) => part,
+            None => self.open_part().await?,
+        };
+        let take = part.1.min(bytes.len() as u64) as usize;
+        wait(part.0.write(&bytes[..take]), "upload part").await?;
+        part.1 -= take as u64;
+        if part.1 > 0 {
+            self.streaming = Some(part);
         } else {
-            let mut data = store
-                .load_pending(self.id, &self.st, self.buf.len())
-                .await?;
-            data.append(&mut self.buf);
+            let etag = wait(part.0.finish(), "upload part").await?;
+            self.st.parts.push(etag.as_string().unwrap_or_default());
+        }
+        Ok(take)
+    }
+
+    /// The next part, open: the pending bytes are in it.
+    async fn open_part(&mut self) -> Result<Streaming> {
+        let n = self.next_part().await?;
+        let key = chunked_key(self.id);
+        let mp = self.st.mp.as_deref().unwrap_or_default();
+        let part = PartUpload::new(self.store.bucket.as_ref(), &key, mp, n, self.st.part as f64);
+        let mut part = Streaming(part, self.st.part);
+        if !self.st.pending.is_empty() {
+            let data = self.store.load_pending(self.id, &self.st, 0).await?;
+            wait(part.0.write(&data), "upload part").await?;
+            part.1 -= data.len() as u64;
             let used = std::mem::take(&mut self.st.pending);
             self.st.drop.extend(used.into_iter().map(|p| p.k));
-            data
-        };
-        self.buf = Vec::new();
-        let key = chunked_key(self.id);
+        }
+        Ok(part)
+    }
+
+    /// The number of the next part, with the multipart begun if it was not yet.
+    async fn next_part(&mut self) -> Result<u16> {
         if self.st.mp.is_none() {
-            let mp = store
+            let key = chunked_key(self.id);
+            let mp = self
+                .store
                 .bucket
                 .create_multipart_upload(&key)
                 .execute()
@@ -88,13 +190,7 @@ impl Appender<'_> {
                 self.st.part
             )));
         }
-        let part = store
-            .multipart(self.id, &self.st)?
-            .upload_part(n as u16, Data::Bytes(data))
-            .await
-            .map_err(|e| r2_err("upload part", &key, e))?;
-        self.st.parts.push(part.etag());
-        Ok(())
+        Ok(n as u16)
     }
 
     /// The body ended: what is left in the buffer waits in a new pending object.
@@ -124,10 +220,23 @@ impl Appender<'_> {
     async fn feed(&mut self, body: Body) -> Result<()> {
         let mut stream = body.into_stream();
         while let Some(chunk) = stream.next().await {
-            self.push(chunk.map_err(StorageError::Body)?).await?;
+            let chunk = chunk.map_err(StorageError::Body)?;
+            self.coming = self.coming.map(|c| c.saturating_sub(chunk.len() as u64));
+            self.push(chunk).await?;
+        }
+        if self.streaming.is_some() {
+            // Fewer bytes than it said: the part is dropped unfinished, and so is the append.
+            return Err(StorageError::other("the body ended before its length"));
         }
         Ok(())
     }
+}
+
+/// A JS promise's value; its rejection as an R2 error.
+async fn wait(p: js_sys::Promise, op: &str) -> Result<JsValue> {
+    JsFuture::from(p)
+        .await
+        .map_err(|e| StorageError::unavailable(format!("r2 {op}: {}", js::error_text(&e))))
 }
 
 impl R2Store {
@@ -236,11 +345,19 @@ impl R2Store {
                 return Err(StorageError::other(format!("more than {MAX_PARTS} parts")));
             }
             let n = parts.len() as u16 + 1;
-            let part = mp
-                .upload_part(n, Data::Bytes(last))
-                .await
-                .map_err(|e| r2_err("upload part", &chunked_key(id), e))?;
-            parts.push(part);
+            let mp_id = st.mp.as_deref().unwrap_or_default();
+            let part = PartUpload::new(
+                self.bucket.as_ref(),
+                &chunked_key(id),
+                mp_id,
+                n,
+                last.len() as f64,
+            );
+            let mut part = Streaming(part, last.len() as u64);
+            wait(part.0.write(&last), "upload part").await?;
+            part.1 = 0;
+            let etag = wait(part.0.finish(), "upload part").await?;
+            parts.push(UploadedPart::new(n, etag.as_string().unwrap_or_default()));
         }
         // R2 checks every part's etag: if a racing append replaced a part, this fails rather
         // than assemble bytes the digest was not checked against.
@@ -335,6 +452,8 @@ impl R2Store {
             id,
             st,
             buf: Vec::new(),
+            coming: body.len(),
+            streaming: None,
         };
         let fed = match app.feed(body).await {
             Ok(()) => app.park().await,
@@ -397,6 +516,8 @@ impl R2Store {
                 ..Default::default()
             },
             buf: Vec::new(),
+            coming: None,
+            streaming: None,
         };
         let fed = async {
             app.push(Bytes::from(head)).await?;
