@@ -372,6 +372,7 @@ MARKERS = {
     "main": ("<!-- main begin: bench/run.sh writes this section -->", "<!-- main end -->"),
     "s3": ("<!-- s3 begin: bench/run.sh --s3 writes this section -->", "<!-- s3 end -->"),
     "worker": ("<!-- worker begin: bench/worker.sh writes this section -->", "<!-- worker end -->"),
+    "load": ("<!-- load begin: bench/load.sh writes this section -->", "<!-- load end -->"),
 }
 
 

@@ -4,8 +4,12 @@
 # section between the `main begin`/`main end` markers of BENCHMARKS.md (the table, then
 # bench/analysis.md); the sections other scripts write stay as they are.
 #
-#   bench/run.sh            full run: 1 GiB blob, 3 repetitions, 10 s load runs (~12 min)
-#   bench/run.sh --quick    256 MiB blob, 1 repetition, 3 s load runs (~2 min)
+#   bench/run.sh            full run: 1 GiB blob, 3 repetitions, 10 s load runs (~12 min),
+#                           then the many-clients rows (bench/load.sh 20 32 128 256, ~5 min)
+#                           and the Worker's pushes (bench/worker.sh, ~4 min), each writing
+#                           its own section: one run regenerates all of BENCHMARKS.md but S3
+#   bench/run.sh --quick    256 MiB blob, 1 repetition, 3 s load runs (~2 min; the other two
+#                           shortened to match)
 #   bench/run.sh --s3       both registries on one SeaweedFS (`weed mini`, installed as tests/s3.sh
 #                           does) instead of the filesystem; the bucket itself (signed curl PUT and
 #                           GET) stands in for the machine's limits, berth --redirect is measured
@@ -15,7 +19,8 @@
 #
 # Options: --reps N, --duration SECONDS, --blob-mb MB, --image-mb MB, --out FILE,
 #          --keep (keep the work dir: logs, raw results),
-#          --only LIST (some of: uploads,first,pulls,skopeo,small; comma-separated).
+#          --only LIST (some of: uploads,first,pulls,skopeo,small,load,worker; comma-separated;
+#          load and worker are not run with --s3).
 # Needs: a Rust toolchain, curl, openssl, python3, docker-registry, nginx, wrk, hey, skopeo
 # (tests/setup.sh installs them all).
 #
@@ -27,7 +32,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 REPS=3 DUR=10 BLOB_MB=1024 IMAGE_MB=200 OUT="$ROOT/BENCHMARKS.md" KEEP=0 MODE=full S3MODE=0
-ONLY=uploads,first,pulls,skopeo,small
+ONLY=uploads,first,pulls,skopeo,small,load,worker
 while (($#)); do
     case $1 in
     --quick) REPS=1 DUR=3 BLOB_MB=256 IMAGE_MB=50 MODE=quick ;;
@@ -45,7 +50,8 @@ while (($#)); do
     shift
 done
 # The first-pull section compares with nginx on the local disk: not an S3 figure.
-if ((S3MODE)); then ONLY=$(echo "$ONLY" | sed 's/first,\?//'); fi
+# The many-clients and Worker sections are not S3's either (bench/s3load/ is).
+if ((S3MODE)); then ONLY=$(echo "$ONLY" | sed -E 's/(first|load|worker),?//g'); fi
 CONNS=32
 CHUNK_MB=16
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -602,3 +608,21 @@ else
     python3 "$HERE/report.py" splice "$OUT" "$WORK/main.md" main
 fi
 log "wrote $OUT"
+if want load || want worker; then
+    # This run's servers go first: the next two start their own.
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    PIDS=()
+fi
+if want load; then
+    log "many clients: bench/load.sh"
+    if [ "$MODE" = quick ]; then set -- 5 32; else set -- 20 32 128 256; fi
+    LOAD_OUT="$OUT" bash "$HERE/load.sh" "$@" >"$WORK/load.log" 2>&1 || { tail -n 20 "$WORK/load.log" >&2; exit 1; }
+    log "wrote the many-clients section of $OUT"
+fi
+if want worker; then
+    log "the Worker: bench/worker.sh"
+    quick=()
+    [ "$MODE" = quick ] && quick=(--quick)
+    bash "$HERE/worker.sh" "${quick[@]}" --out "$OUT" >"$WORK/worker.log" 2>&1 || { tail -n 20 "$WORK/worker.log" >&2; exit 1; }
+    log "wrote the Worker section of $OUT"
+fi

@@ -6,7 +6,9 @@
 //! Another registry already running (Distribution, for the figures beside berth's):
 //! `BERTH_LOAD_ADDR` (host:port), `BERTH_LOAD_PID` (its process, for memory and threads),
 //! `BERTH_LOAD_TWO_STEP=1` (POST, then PUT with the body: Distribution 2.8 takes no body in
-//! the POST).
+//! the POST). `BERTH_LOAD_STATIC=DIR` with `BERTH_LOAD_ADDR`: the generator's own ceiling. The
+//! images are written as files under DIR (`v2/load/manifests/<tag>`, `v2/load/blobs/<digest>`)
+//! for a static server there (nginx), and the clients only pull.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,6 +82,41 @@ async fn push_blob(c: &mut Conn, data: &[u8], d: &Digest, two_step: bool) -> Res
     Ok(2)
 }
 
+/// An image's config and manifest, for `layer` under `tag`.
+fn image(tag: &str, layer: &[u8]) -> (Vec<u8>, String) {
+    let config = format!(r#"{{"tag":"{tag}"}}"#).into_bytes();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+        Digest::sha256(&config),
+        config.len(),
+        Digest::sha256(layer),
+        layer.len()
+    );
+    (config, manifest)
+}
+
+/// The same image as files under `dir`, where a static server answers its pulls.
+fn write_static(dir: &std::path::Path, tag: &str, layer: &[u8]) -> Image {
+    let (config, manifest) = image(tag, layer);
+    let blobs: Vec<Digest> = [layer, &config[..]]
+        .iter()
+        .map(|d| Digest::sha256(d))
+        .collect();
+    let base = dir.join("v2/load");
+    for sub in ["blobs", "manifests"] {
+        std::fs::create_dir_all(base.join(sub)).unwrap();
+    }
+    for (d, data) in blobs.iter().zip([layer, &config[..]]) {
+        std::fs::write(base.join("blobs").join(d.to_string()), data).unwrap();
+    }
+    std::fs::write(base.join("manifests").join(tag), &manifest).unwrap();
+    Image {
+        tag: tag.to_owned(),
+        manifest: Digest::sha256(manifest.as_bytes()),
+        blobs,
+    }
+}
+
 /// Push a layer, a config and a manifest under `tag`; the image and the requests it took, or
 /// an error as text.
 async fn push(
@@ -88,7 +125,7 @@ async fn push(
     layer: &[u8],
     two_step: bool,
 ) -> Result<(Image, u32), String> {
-    let config = format!(r#"{{"tag":"{tag}"}}"#).into_bytes();
+    let (config, manifest) = image(tag, layer);
     let mut blobs = Vec::new();
     let mut requests = 1;
     for data in [layer, &config[..]] {
@@ -96,13 +133,6 @@ async fn push(
         requests += push_blob(c, data, &d, two_step).await?;
         blobs.push(d);
     }
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
-        blobs[1],
-        config.len(),
-        blobs[0],
-        layer.len()
-    );
     let uri = format!("/v2/load/manifests/{tag}");
     let ct = [("content-type", MANIFEST)];
     let r = c
@@ -143,6 +173,7 @@ async fn client(
     images: Arc<Vec<Image>>,
     end: Instant,
     two_step: bool,
+    pulls_only: bool,
 ) -> Result<Vec<u32>, String> {
     let mut c = Conn::connect(addr).await.map_err(|e| e.to_string())?;
     let mut lat = Vec::new();
@@ -154,7 +185,9 @@ async fn client(
         x ^= x << 17;
         let image = &images[x as usize % images.len()];
         let start = Instant::now();
-        let requests = match x % 20 {
+        // One request in ten is a push, unless a static server answers (pulls only).
+        let kind = if pulls_only { x % 18 } else { x % 20 };
+        let requests = match kind {
             0..=8 => {
                 let path = format!("/v2/load/manifests/{}", image.tag);
                 pull(&mut c, &path, &image.manifest).await?;
@@ -210,6 +243,7 @@ const MAX_RSS_KIB: u64 = 256 * 1024;
 async fn mixed_load_without_errors() {
     let (secs, clients) = (env("BERTH_LOAD_SECS", 5), env("BERTH_LOAD_CLIENTS", 32));
     let two_step = env("BERTH_LOAD_TWO_STEP", 0) == 1;
+    let static_dir = std::env::var_os("BERTH_LOAD_STATIC").map(std::path::PathBuf::from);
     let dir = tempfile::tempdir().unwrap();
     let root = format!("--root={}", dir.path().join("root").display());
     let external = std::env::var("BERTH_LOAD_ADDR").ok();
@@ -234,7 +268,10 @@ async fn mixed_load_without_errors() {
     for i in 0..IMAGES {
         let layer = bytes(1024 << (i % 11), i as u64);
         let tag = format!("v{i}");
-        images.push(push(&mut c, &tag, &layer, two_step).await.unwrap().0);
+        images.push(match &static_dir {
+            Some(dir) => write_static(dir, &tag, &layer),
+            None => push(&mut c, &tag, &layer, two_step).await.unwrap().0,
+        });
     }
     let images = Arc::new(images);
     let stop = Arc::new(AtomicBool::new(false));
@@ -243,7 +280,8 @@ async fn mixed_load_without_errors() {
     let end = start + Duration::from_secs(secs);
     let mut set = JoinSet::new();
     for k in 0..clients {
-        set.spawn(client(addr, k, images.clone(), end, two_step));
+        let pulls_only = static_dir.is_some();
+        set.spawn(client(addr, k, images.clone(), end, two_step, pulls_only));
     }
     let mut lat = Vec::new();
     while let Some(r) = set.join_next().await {
