@@ -5,8 +5,8 @@
 # bench/analysis.md); the sections other scripts write stay as they are.
 #
 #   bench/run.sh            full run: 1 GiB blob, 3 repetitions, 10 s load runs (~12 min),
-#                           then the many-clients rows (bench/load.sh 20 32 128 256, ~5 min)
-#                           and the Worker's pushes (bench/worker.sh, ~4 min), each writing
+#                           then the Worker's pushes (bench/worker.sh, ~5 min) and the
+#                           many-clients rows (bench/load.sh 20 32 128 256, ~5 min), each writing
 #                           its own section: one run regenerates all of BENCHMARKS.md but S3
 #   bench/run.sh --quick    256 MiB blob, 1 repetition, 3 s load runs (~2 min; the other two
 #                           shortened to match)
@@ -609,15 +609,13 @@ else
 fi
 log "wrote $OUT"
 if want load || want worker; then
-    # This run's servers go first: the next two start their own.
+    # This run's servers go first: the next two start their own. The Worker's pushes, the
+    # noisiest figures, run before the load test leaves the disk and the load average busy.
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     PIDS=()
-fi
-if want load; then
-    log "many clients: bench/load.sh"
-    if [ "$MODE" = quick ]; then set -- 5 32; else set -- 20 32 128 256; fi
-    LOAD_OUT="$OUT" bash "$HERE/load.sh" "$@" >"$WORK/load.log" 2>&1 || { tail -n 20 "$WORK/load.log" >&2; exit 1; }
-    log "wrote the many-clients section of $OUT"
+    # The gigabytes written above reach the disk first, not during the next figures.
+    sync
+    sleep 10
 fi
 if want worker; then
     log "the Worker: bench/worker.sh"
@@ -625,4 +623,10 @@ if want worker; then
     [ "$MODE" = quick ] && quick=(--quick)
     bash "$HERE/worker.sh" "${quick[@]}" --out "$OUT" >"$WORK/worker.log" 2>&1 || { tail -n 20 "$WORK/worker.log" >&2; exit 1; }
     log "wrote the Worker section of $OUT"
+fi
+if want load; then
+    log "many clients: bench/load.sh"
+    if [ "$MODE" = quick ]; then set -- 5 32; else set -- 20 32 128 256; fi
+    LOAD_OUT="$OUT" bash "$HERE/load.sh" "$@" >"$WORK/load.log" 2>&1 || { tail -n 20 "$WORK/load.log" >&2; exit 1; }
+    log "wrote the many-clients section of $OUT"
 fi
