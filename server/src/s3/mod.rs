@@ -28,8 +28,9 @@
 //! With redirects on (`--redirect`), a blob GET is answered with a presigned URL of the object
 //! holding its bytes, and the client fetches them from the bucket; HEAD is still answered here.
 //!
-//! A blob is never collected in memory: at most one part (the part size, 16 MiB by default) is
-//! in flight per upload or put. Every request goes to the bucket: only digest-addressed facts
+//! A blob is never collected in memory: a put whose length is known streams as one PUT (see
+//! `single`); otherwise at most one part (the part size, 16 MiB by default) is in flight per
+//! upload or put. Every request goes to the bucket: only digest-addressed facts
 //! could be cached, and none are.
 
 use std::io;
@@ -46,12 +47,12 @@ use object_store::{
     PutPayload, RetryConfig, UpdateVersion,
 };
 
-use berth::digest::{BodyCheck, Hasher};
 use berth::storage::{BlobEntry, BlobInfo, RangeSpec, resolve_range};
 use berth::{BlobRead, Body, Digest, ListOptions, PutMode, Storage, StorageError, Stored, Version};
 
 mod creds;
 mod open;
+mod single;
 mod upload;
 
 pub use open::{OpenError, S3Config};
@@ -75,6 +76,8 @@ const LIVE: u8 = b'v';
 
 pub struct S3Store {
     s3: Arc<AmazonS3>,
+    /// Sends the presigned PUTs that stream a blob (see `single`).
+    http: reqwest::Client,
     /// Prepended to every key: empty, or ending in `/`.
     prefix: String,
     part_size: u64,
@@ -141,17 +144,6 @@ fn s3_err(op: &str, key: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::unavailable(format!("s3 {op} {key}: {e}"))
 }
 
-/// Bytes that do not match the digest they were sent under.
-fn mismatch(expected: &Digest, actual: Digest) -> StorageError {
-    StorageError::Body(io::Error::new(
-        io::ErrorKind::InvalidData,
-        BodyCheck::DigestMismatch {
-            expected: expected.clone(),
-            actual,
-        },
-    ))
-}
-
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     // Only uniqueness matters here; fall back to the clock if the OS has no randomness.
@@ -180,9 +172,16 @@ fn is_empty_blob(d: &Digest) -> bool {
 
 impl S3Store {
     /// The store over a client already built (see [`S3Config::open`] for the checked way in).
-    fn new(s3: AmazonS3, prefix: String, part_size: u64, url: String) -> S3Store {
+    fn new(
+        s3: AmazonS3,
+        http: reqwest::Client,
+        prefix: String,
+        part_size: u64,
+        url: String,
+    ) -> S3Store {
         S3Store {
             s3: Arc::new(s3),
+            http,
             prefix,
             part_size: part_size.max(MIN_PART_SIZE),
             url,
@@ -343,6 +342,16 @@ impl S3Store {
         }
     }
 
+    /// The ETag of the object at `key` (relative), `None` when absent: for tests that tell a
+    /// multipart object (its ETag ends in `-<parts>`) from one PUT.
+    pub async fn etag(&self, key: &str) -> Result<Option<String>> {
+        match self.head(key).await {
+            Ok(h) => Ok(h.meta.e_tag),
+            Err(StorageError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every object key (relative) under `dir/`: for tests that check what is left.
     pub async fn keys(&self, dir: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
@@ -452,29 +461,27 @@ impl Storage for S3Store {
     }
 
     async fn blob_put(&self, digest: &Digest, body: Body) -> Result<u64> {
+        // The core hands over a `Checked` stream: it ends in an error unless the bytes match.
+        if let Some(len) = body.len()
+            && (self.part_size..=single::SINGLE_PUT_MAX).contains(&len)
+        {
+            return self.put_single(digest, len, body.into_stream()).await;
+        }
         let mut stream = body.into_stream();
-        let mut hasher = Hasher::new(digest.algorithm());
         let mut head: Vec<Bytes> = Vec::new();
         let mut len = 0u64;
         while len < self.part_size {
             match stream.next().await {
                 Some(chunk) => {
                     let chunk = chunk.map_err(StorageError::Body)?;
-                    hasher.update(&chunk);
                     len += chunk.len() as u64;
                     head.push(chunk);
                 }
-                None => {
-                    // Less than a part: checked here, then one put.
-                    let actual = hasher.finish();
-                    if actual != *digest {
-                        return Err(mismatch(digest, actual));
-                    }
-                    return self.put_blob(digest, head.into_iter().collect()).await;
-                }
+                // Less than a part: one put.
+                None => return self.put_blob(digest, head.into_iter().collect()).await,
             }
         }
-        self.put_stream(digest, hasher, head, stream).await
+        self.put_stream(digest, head, stream).await
     }
 
     async fn blob_delete(&self, digest: &Digest) -> Result<()> {

@@ -117,7 +117,12 @@ impl S3Config {
             return Err(classify(self, e));
         }
         drop(listed);
-        let mut store = S3Store::new(s3, self.prefix.clone(), self.part_size, self.url());
+        // The same TLS roots as object_store's client (reqwest is built with both root sets).
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| OpenError::Config(e.to_string()))?;
+        let mut store = S3Store::new(s3, http, self.prefix.clone(), self.part_size, self.url());
         store.redirect = self.redirect;
         Ok(store)
     }

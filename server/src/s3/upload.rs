@@ -10,11 +10,10 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::{Attribute, Attributes, PutOptions, PutPayload};
 
 use berth::body::ByteStream;
-use berth::digest::Hasher;
 use berth::storage::multipart::{Pending, UploadState};
 use berth::{Body, Digest, StorageError};
 
-use super::{MAX_PARTS, Result, S3Store, SIZE, TARGET, blob_key, mismatch, random_hex, s3_err};
+use super::{MAX_PARTS, Result, S3Store, SIZE, TARGET, blob_key, random_hex, s3_err};
 
 fn chunked_key(id: &str) -> String {
     format!("chunked/{id}")
@@ -137,16 +136,9 @@ impl<'a> Appender<'a> {
         Ok(())
     }
 
-    async fn feed(
-        &mut self,
-        mut stream: ByteStream,
-        mut hasher: Option<&mut Hasher>,
-    ) -> Result<()> {
+    async fn feed(&mut self, mut stream: ByteStream) -> Result<()> {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(StorageError::Body)?;
-            if let Some(h) = hasher.as_deref_mut() {
-                h.update(&chunk);
-            }
             self.push(chunk).await?;
         }
         Ok(())
@@ -251,7 +243,7 @@ impl S3Store {
         }
         let had_multipart = st.mp.is_some();
         let mut app = Appender::new(self, chunked_key(id), id, st);
-        let fed = match app.feed(body.into_stream(), None).await {
+        let fed = match app.feed(body.into_stream()).await {
             Ok(()) => app.park().await,
             Err(e) => Err(e),
         };
@@ -329,13 +321,12 @@ impl S3Store {
         self.clear_upload(id).await
     }
 
-    /// Store a stream of a part or more as the blob `digest`: a multipart upload straight to
-    /// its key, completed only once every byte has been hashed here and matched the digest.
-    /// `head` holds the bytes already read (and hashed).
+    /// Store a stream of a part or more, of a length not said or above a single PUT's, as the
+    /// blob `digest`: a multipart upload straight to its key, completed only once the checked
+    /// stream has ended without an error. `head` holds the bytes already read.
     pub(super) async fn put_stream(
         &self,
         digest: &Digest,
-        mut hasher: Hasher,
         head: Vec<Bytes>,
         rest: ByteStream,
     ) -> Result<u64> {
@@ -349,11 +340,7 @@ impl S3Store {
             for chunk in head {
                 app.push(chunk).await?;
             }
-            app.feed(rest, Some(&mut hasher)).await?;
-            let actual = hasher.finish();
-            if actual != *digest {
-                return Err(mismatch(digest, actual));
-            }
+            app.feed(rest).await?;
             // Never parked: the tail is still in the buffer.
             app.complete().await?;
             Ok(app.st.len)

@@ -335,18 +335,28 @@ async fn multipart_blobs_across_instances() {
     assert_eq!(a.blob_put(&d, body).await.unwrap(), big.len() as u64);
     assert_eq!(b.blob_head(&d).await.unwrap().size, big.len() as u64);
     assert_eq!(read(c.blob_get(&d, None).await.unwrap().body).await, big);
-    // Wrong bytes of more than a part under that digest: refused, the blob left as it was,
-    // and no multipart upload left open.
+    assert!(
+        a.etag(&blob_key(&d)).await.unwrap().unwrap().contains('-'),
+        "a length not said: multipart"
+    );
+    // Wrong bytes of more than a part under that digest (the checked stream fails at its
+    // end): refused, the blob left as it was, and no multipart upload left open.
     let wrong = data(6 * MIB, 3);
-    let unchecked = chunks(&wrong, 1 << 16);
+    let checked_wrong = |d: &Digest| {
+        Body::stream(Checked::digest(
+            chunks(&wrong, 1 << 16).into_stream(),
+            d.clone(),
+            None,
+        ))
+    };
     assert!(matches!(
-        a.blob_put(&d, unchecked).await,
+        a.blob_put(&d, checked_wrong(&d)).await,
         Err(StorageError::Body(_))
     ));
     assert_eq!(read(b.blob_get(&d, None).await.unwrap().body).await, big);
     // Wrong bytes for a digest never stored: nothing appears.
     let other = Digest::sha256(b"never stored");
-    assert!(a.blob_put(&other, chunks(&wrong, 1 << 16)).await.is_err());
+    assert!(a.blob_put(&other, checked_wrong(&other)).await.is_err());
     assert!(matches!(
         b.blob_head(&other).await,
         Err(StorageError::NotFound)
@@ -400,6 +410,102 @@ async fn multipart_blobs_across_instances() {
         Err(StorageError::NotFound)
     ));
     assert!(a.keys("chunked").await.unwrap().is_empty());
+}
+
+/// A body of `data`, checked against `d` and said to be `len` bytes long (as the core hands
+/// over a request with a `Content-Length`).
+fn exact(data: &[u8], d: &Digest, len: usize) -> Body {
+    let checked = Checked::digest(
+        chunks(data, 100_003).into_stream(),
+        d.clone(),
+        Some(len as u64),
+    );
+    Body::exact(checked, Some(len as u64))
+}
+
+fn blob_key(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+/// A blob of known length goes up as one streamed PUT, straight to its key; a body that
+/// fails its check at the very end (wrong bytes), ends short of its length, or fails mid-way
+/// leaves nothing behind, and never replaces a blob already there.
+#[tokio::test]
+async fn known_lengths_stream_as_one_put() {
+    let Some(weed) = Weed::start().await else {
+        return;
+    };
+    let bucket = weed.bucket(&bucket_name("single")).await;
+    let mut config = weed.config(&bucket, "");
+    config.part_size = 5 * MIB as u64;
+    let a = config.open().await.unwrap();
+    let b = config.open().await.unwrap();
+
+    let big = data(12 * MIB + 123, 5);
+    let d = Digest::sha256(&big);
+    assert_eq!(
+        a.blob_put(&d, exact(&big, &d, big.len())).await.unwrap(),
+        big.len() as u64
+    );
+    let etag = a.etag(&blob_key(&d)).await.unwrap().expect("stored");
+    assert!(!etag.contains('-'), "one PUT, not multipart: {etag}");
+    assert_eq!(read(b.blob_get(&d, None).await.unwrap().body).await, big);
+    assert_eq!(a.keys("blobs").await.unwrap(), [blob_key(&d)]);
+
+    // Wrong bytes of the right length. The core's check fails in place of the last chunk; a
+    // check that fails only after the last chunk must leave nothing either (the store holds
+    // the last chunk back until the stream has ended cleanly).
+    let wrong = data(12 * MIB + 123, 6);
+    let fresh = Digest::sha256(b"not these bytes");
+    let after_the_end = |d: &Digest| {
+        let checked = Checked::digest(chunks(&wrong, 100_003).into_stream(), d.clone(), None);
+        Body::exact(checked, Some(wrong.len() as u64))
+    };
+    for target in [&fresh, &d] {
+        for body in [exact(&wrong, target, wrong.len()), after_the_end(target)] {
+            assert!(matches!(
+                a.blob_put(target, body).await,
+                Err(StorageError::Body(_))
+            ));
+        }
+    }
+    assert!(matches!(
+        b.blob_head(&fresh).await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(read(b.blob_get(&d, None).await.unwrap().body).await, big);
+
+    // The right bytes, one short of the length said.
+    let other = data(7 * MIB, 7);
+    let od = Digest::sha256(&other);
+    assert!(
+        a.blob_put(&od, exact(&other[..other.len() - 1], &od, other.len()))
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        b.blob_head(&od).await,
+        Err(StorageError::NotFound)
+    ));
+
+    // The client goes away mid-way.
+    let cut = futures_util::stream::iter(vec![
+        Ok(Bytes::from(other[..6 * MIB].to_vec())),
+        Err(std::io::Error::other("the client went away")),
+    ]);
+    let body = Body::exact(
+        Checked::digest(Box::pin(cut), od.clone(), Some(other.len() as u64)),
+        Some(other.len() as u64),
+    );
+    assert!(matches!(
+        a.blob_put(&od, body).await,
+        Err(StorageError::Body(_))
+    ));
+    assert!(matches!(
+        b.blob_head(&od).await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(a.keys("blobs").await.unwrap(), [blob_key(&d)]);
 }
 
 /// `berth serve --storage s3://...` exits non-zero at start, saying which, when the bucket is
