@@ -51,7 +51,7 @@ while (($#)); do
 done
 # The first-pull section compares with nginx on the local disk: not an S3 figure.
 # The many-clients and Worker sections are not S3's either (bench/s3load/ is).
-if ((S3MODE)); then ONLY=$(echo "$ONLY" | sed -E 's/(first|load|worker),?//g'); fi
+if ((S3MODE)); then ONLY=$(echo ",$ONLY," | sed -E 's/,(first|load|worker)(,(first|load|worker))*,/,/g; s/^,//; s/,$//'); fi
 CONNS=32
 CHUNK_MB=16
 want() { [[ ",$ONLY," == *",$1,"* ]]; }

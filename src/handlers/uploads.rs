@@ -463,9 +463,10 @@ impl<S: Storage> Ctx<'_, S> {
             }
         };
         let len = self.chunk_len(req, &name, id, &session)?;
-        if session.offset == 0 && matches!(body, Body::Foreign(_)) {
-            // The whole blob in the closing PUT: the store checks the digest by its own means, so
-            // a platform body (a Worker's request stream) reaches storage untouched.
+        if session.offset == 0 {
+            // The whole blob in the closing PUT: one put, as a POST with `?digest=` would. A store
+            // may stream it in one request (S3) rather than through the session's parts, and a
+            // platform body (a Worker's request stream) reaches storage untouched.
             self.put_blob(&name, &d, body, len).await?;
             self.drop_session(id, &session).await?;
             return Ok(created(&name, &d));
